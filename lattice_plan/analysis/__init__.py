@@ -1,0 +1,1 @@
+"""DVHs, dose metrics, PVDR and SFRT metrics, radiobiology, plan comparison and gamma."""

@@ -1,0 +1,5 @@
+"""Numba compute kernels only: contiguous arrays and scalars in, caller-allocated arrays out.
+
+Nothing here imports from the rest of the package; validation and unit/frame
+conversion happen in the wrappers that call these kernels.
+"""

@@ -1,0 +1,1 @@
+"""Plans, prescriptions, objectives, the fluence optimiser and the CRT/SFRT/SCART builders."""

@@ -1,0 +1,1 @@
+"""Protocol dose-constraint sets (TOML) and their checking, with the built-in study protocol."""

@@ -1,0 +1,1 @@
+"""Figures (matplotlib, no pyplot state: safe headless) and 3D scenes (pyvista)."""
