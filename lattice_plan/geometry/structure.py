@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 
 from lattice_plan.errors import GeometryError, StructureNotFoundError
 from lattice_plan.geometry.grid import Grid
+from lattice_plan.geometry.volume import resample_array
 
 
 class StructureKind(enum.Enum):
@@ -281,3 +282,19 @@ class StructureSet:
 
     def __repr__(self) -> str:
         return f"StructureSet({', '.join(self.names)})"
+
+
+def structure_on_grid(structure: Structure, grid: Grid) -> Structure:
+    """``structure`` rasterised on another grid: voxels whose centre is at least half inside.
+
+    The mask is interpolated trilinearly (as a 0/1 field) at the new voxel
+    centres and thresholded at 0.5; on the same grid the structure is returned
+    as is. For DVHs of small structures on coarse grids use the analysis
+    module's sub-voxel sampling instead.
+    """
+    if structure.grid.same_as(grid):
+        return structure
+    frac = resample_array(
+        structure.mask.astype(np.float32), structure.grid, grid, order=1, fill_value=0.0
+    )
+    return Structure(structure.name, frac >= 0.5, grid, structure.kind, structure.color)

@@ -1,0 +1,75 @@
+"""Prescription and Plan: normalisation, scaling, per-fraction dose, bad input."""
+
+import numpy as np
+import pytest
+
+from lattice_plan.dose.beam import Beam, Jaws
+from lattice_plan.errors import PlanningError
+from lattice_plan.geometry import Grid, Structure, StructureKind, StructureSet, Volume
+from lattice_plan.planning.plan import Arm, Plan
+from lattice_plan.planning.prescription import Prescription, prescription_from
+
+
+@pytest.fixture
+def setup():
+    g = Grid.from_extent((-20, -20, -20), (20, 20, 20), 2.0)
+    z, y, x = np.meshgrid(*g.axis_coords_lps_mm(), indexing="ij")
+    target = Structure("PTV", (x**2 + y**2 + z**2) <= 15**2, g, StructureKind.PTV)
+    ss = StructureSet.from_structures([target])
+    # Dose rising linearly along x from 10 to 50 Gy: percentiles over the target are analytic.
+    dose = Volume(30.0 + x, g, "Gy")
+    beam = Beam("AP", 0.0, (0.0, 0.0, 0.0), Jaws.symmetric(100, 100), mu=200.0)
+    return ss, dose, beam
+
+
+def test_normalisation_hits_the_prescription(setup):
+    ss, dose, beam = setup
+    rx = prescription_from(30.0, 10, "PTV", "D95%")
+    assert rx.dose_per_fraction_gy == pytest.approx(3.0)
+    plan = Plan("CRT", "crt", rx, (beam,), ss, dose)
+    before = plan.achieved_prescription_gy()
+    # D95% = 5th percentile of the voxel doses (definition).
+    assert before == pytest.approx(np.percentile(dose.array[ss["PTV"].mask], 5))
+    norm = plan.normalised()
+    assert norm.achieved_prescription_gy() == pytest.approx(30.0, rel=1e-12)
+    assert norm.beams[0].mu == pytest.approx(200.0 * 30.0 / before)
+    assert norm.info["normalisation_factor"] == pytest.approx(30.0 / before)
+    assert norm.dose_per_fraction().array.max() == pytest.approx(norm.dose.array.max() / 10)
+    assert plan.arm is Arm.CRT
+
+
+def test_mean_and_point_prescriptions(setup):
+    ss, dose, beam = setup
+    mean_plan = Plan("m", Arm.SFRT, Prescription(15.0, 1, "PTV", "Dmean"), (beam,), ss, dose)
+    assert mean_plan.achieved_prescription_gy() == pytest.approx(30.0, abs=0.05)  # symmetric target
+    point_plan = Plan(
+        "p", Arm.CRT, Prescription(8.0, 1, "PTV", "point", (5.0, 0.0, 0.0)), (beam,), ss, dose
+    )
+    assert point_plan.achieved_prescription_gy() == pytest.approx(35.0)  # linear dose: exact
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((0.0, 1, "PTV"), "positive"),
+        ((3.0, 0, "PTV"), "positive integer"),
+        ((3.0, 10, "PTV", "D105%"), "not understood"),
+        ((3.0, 10, "PTV", "point"), "reference_point"),
+    ],
+)
+def test_bad_prescriptions(args, match):
+    with pytest.raises(PlanningError, match=match):
+        Prescription(*args)
+
+
+def test_bad_plans(setup):
+    ss, _, beam = setup
+    rx = Prescription(3.0, 10, "PTV")
+    with pytest.raises(PlanningError, match="no beams"):
+        Plan("x", "CRT", rx, (), ss)
+    with pytest.raises(PlanningError, match="not among the structures"):
+        Plan("x", "CRT", Prescription(3.0, 10, "GTV"), (beam,), ss)
+    with pytest.raises(PlanningError, match="unknown arm"):
+        Plan("x", "IMRT", rx, (beam,), ss)
+    with pytest.raises(PlanningError, match="no dose"):
+        Plan("x", "CRT", rx, (beam,), ss).normalised()
