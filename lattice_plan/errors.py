@@ -47,3 +47,7 @@ class AnalysisError(LatticePlanError, ValueError):
 
 class ProtocolError(LatticePlanError, ValueError):
     """A protocol (dose-constraint set) that is malformed or does not fit the plan."""
+
+
+class VisualizationError(LatticePlanError, RuntimeError):
+    """A figure or 3D scene that cannot be drawn as asked (no display, empty scene, unknown view)."""
