@@ -93,12 +93,12 @@ def test_beam_line_runs_from_the_source_side_to_the_isocentre():
     pts = np.asarray(mesh.points)
     far = pts[np.argmax(np.linalg.norm(pts - iso, axis=1))]
     # IEC 61217: gantry 0 on a head-first-supine patient enters anteriorly, i.e. from -y (LPS).
-    assert np.allclose(far, np.array(iso) + [0.0, -300.0, 0.0], atol=1e-6)
+    assert np.allclose(far, np.add(iso, (0.0, -300.0, 0.0)), atol=1e-6)
     # Gantry 90: source at the patient's left (+x) for HFS.
     lateral = scene3d.beam_line(Beam("LL", 90.0, iso, Jaws.symmetric(50, 50)), "HFS", None)
     pts = np.asarray(lateral.points)
     far = pts[np.argmax(np.linalg.norm(pts - iso, axis=1))]
-    assert np.allclose(far, np.array(iso) + [1000.0, 0.0, 0.0], atol=1e-6)
+    assert np.allclose(far, np.add(iso, (1000.0, 0.0, 0.0)), atol=1e-6)
     # The arrow head touches the isocentre.
     assert np.min(np.linalg.norm(pts - iso, axis=1)) < 1e-6
 
