@@ -1,0 +1,581 @@
+"""RT Structure Sets in and out.
+
+Reading (:func:`read_rtstruct`): every ROI with closed planar contours becomes a
+mask on a target grid, the CT grid or any other axial grid (e.g. the RTDOSE
+grid when the CT is incomplete). Per slice the contours combine by the even-odd
+rule, so holes (an inner contour inside an outer one) and several islands work;
+a voxel is inside when its centre is. A grid slice takes the contours of the
+nearest contour plane within half the contour-plane pitch, so structures drawn
+on a CT can be rasterised on a dose grid with another slice spacing. ROIs with
+no contours and POINT/MARKER ROIs are listed in one :class:`DicomWarning` and
+skipped.
+
+Writing (:func:`write_rtstruct`, :func:`add_to_rtstruct`): contours are the 0.5
+iso-lines of each mask slice (marching squares, by contourpy), with collinear
+points removed; they pass half way between inside and outside voxel centres,
+so reading them back gives the same voxels. Each structure's kind becomes the
+RT ROI Interpreted Type, and is kept in the ROI description so that our reader
+restores it. Coordinates are written as decimal strings of at most 16
+characters.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import contourpy
+import numpy as np
+from matplotlib.path import Path as MplPath
+from numpy.typing import NDArray
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+
+from lattice_plan.errors import DicomError
+from lattice_plan.geometry.grid import Grid
+from lattice_plan.geometry.patient import Patient
+from lattice_plan.geometry.structure import Structure, StructureKind, StructureSet
+from lattice_plan.io.ct import CTSeries
+from lattice_plan.io.dicom_common import (
+    CT_IMAGE_STORAGE,
+    RT_STRUCTURE_SET_STORAGE,
+    DicomIdentity,
+    DicomWarning,
+    format_ds,
+    new_dataset,
+    read_dataset,
+    require_modality,
+    write_dataset,
+)
+
+log = logging.getLogger(__name__)
+
+STUDY_COMPONENT_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"
+KIND_TAG = "lattice_plan kind "
+
+# StructureKind -> DICOM RT ROI Interpreted Type (defined terms, PS3.3 C.8.8.8).
+INTERPRETED_TYPE_OF_KIND: dict[StructureKind, str] = {
+    StructureKind.EXTERNAL: "EXTERNAL",
+    StructureKind.GTV: "GTV",
+    StructureKind.CTV: "CTV",
+    StructureKind.PTV: "PTV",
+    StructureKind.OAR: "ORGAN",
+    StructureKind.VERTEX: "PTV",
+    StructureKind.CORE: "PTV",
+    StructureKind.VALLEY: "CONTROL",
+    StructureKind.RING: "CONTROL",
+    StructureKind.AVOIDANCE: "AVOIDANCE",
+}
+_KIND_OF_INTERPRETED_TYPE: dict[str, StructureKind] = {
+    "EXTERNAL": StructureKind.EXTERNAL,
+    "GTV": StructureKind.GTV,
+    "CTV": StructureKind.CTV,
+    "PTV": StructureKind.PTV,
+    "AVOIDANCE": StructureKind.AVOIDANCE,
+    "ORGAN": StructureKind.OAR,
+}
+_POINT_TYPES = {"MARKER", "ISOCENTER", "REGISTRATION"}
+
+
+@dataclass(frozen=True)
+class RoiInfo:
+    """One ROI of a structure set as listed, before rasterising.
+
+    ``skip_reason`` is empty for ROIs that read into masks.
+    """
+
+    number: int
+    name: str
+    interpreted_type: str
+    color: tuple[int, int, int] | None
+    n_contours: int
+    geometric_types: tuple[str, ...]
+    kind: StructureKind
+    skip_reason: str
+
+
+def _roi_kind(description: str, interpreted_type: str) -> StructureKind:
+    if description.startswith(KIND_TAG):
+        try:
+            return StructureKind.parse(description[len(KIND_TAG) :].strip())
+        except ValueError:
+            pass
+    return _KIND_OF_INTERPRETED_TYPE.get(interpreted_type, StructureKind.OAR)
+
+
+def _roi_table(ds: Dataset) -> list[tuple[RoiInfo, list[Dataset]]]:
+    """Each ROI with its closed planar contour items."""
+    contours_of: dict[int, Dataset] = {}
+    for rc in ds.get("ROIContourSequence", []):
+        contours_of[int(rc.ReferencedROINumber)] = rc
+    types: dict[int, str] = {}
+    for obs in ds.get("RTROIObservationsSequence", []):
+        types[int(obs.ReferencedROINumber)] = str(obs.get("RTROIInterpretedType", "") or "")
+    table = []
+    for roi in ds.get("StructureSetROISequence", []):
+        number = int(roi.ROINumber)
+        name = str(roi.get("ROIName", "") or f"ROI_{number}")
+        rc = contours_of.get(number)
+        items = list(rc.get("ContourSequence", []) or []) if rc is not None else []
+        geo = tuple(sorted({str(c.get("ContourGeometricType", "")) for c in items}))
+        closed = [
+            c
+            for c in items
+            if str(c.get("ContourGeometricType", "")) == "CLOSED_PLANAR"
+            and len(c.get("ContourData", []) or []) >= 9
+        ]
+        color = None
+        if rc is not None and rc.get("ROIDisplayColor") is not None:
+            rgb = [int(v) for v in rc.ROIDisplayColor]
+            if len(rgb) == 3 and all(0 <= v <= 255 for v in rgb):
+                color = (rgb[0], rgb[1], rgb[2])
+        itype = types.get(number, "")
+        if itype in _POINT_TYPES or geo == ("POINT",):
+            reason = f"a point ROI ({itype or 'POINT'})"
+        elif not items:
+            reason = "no contours"
+        elif not closed:
+            reason = f"no closed planar contours ({', '.join(geo)})"
+        else:
+            reason = ""
+        info = RoiInfo(
+            number=number,
+            name=name,
+            interpreted_type=itype,
+            color=color,
+            n_contours=len(items),
+            geometric_types=geo,
+            kind=_roi_kind(str(roi.get("ROIDescription", "") or ""), itype),
+            skip_reason=reason,
+        )
+        table.append((info, closed))
+    return table
+
+
+def list_rois(path: str | os.PathLike[str]) -> list[RoiInfo]:
+    """The ROIs of an RTSTRUCT file: number, name, type, colour, contour count, skip reason."""
+    ds = read_dataset(path, what="RTSTRUCT")
+    require_modality(ds, "RTSTRUCT", path)
+    return [info for info, _ in _roi_table(ds)]
+
+
+def rtstruct_frame_of_reference_uid(ds: Dataset) -> str | None:
+    """The frame of reference the structure set's contours are in."""
+    for ref in ds.get("ReferencedFrameOfReferenceSequence", []):
+        if "FrameOfReferenceUID" in ref:
+            return str(ref.FrameOfReferenceUID)
+    for roi in ds.get("StructureSetROISequence", []):
+        if "ReferencedFrameOfReferenceUID" in roi:
+            return str(roi.ReferencedFrameOfReferenceUID)
+    return None
+
+
+def referenced_image_uids(ds: Dataset) -> set[str]:
+    """SOP Instance UIDs of every image the structure set references."""
+    uids: set[str] = set()
+    for ref in ds.get("ReferencedFrameOfReferenceSequence", []):
+        for study in ref.get("RTReferencedStudySequence", []):
+            for series in study.get("RTReferencedSeriesSequence", []):
+                for img in series.get("ContourImageSequence", []):
+                    uids.add(str(img.ReferencedSOPInstanceUID))
+    for rc in ds.get("ROIContourSequence", []):
+        for c in rc.get("ContourSequence", []) or []:
+            for img in c.get("ContourImageSequence", []) or []:
+                uids.add(str(img.ReferencedSOPInstanceUID))
+    return uids
+
+
+def _contour_points(c: Dataset) -> NDArray[np.float64]:
+    data = np.asarray([float(v) for v in c.ContourData], dtype=float)
+    if data.size % 3:
+        raise DicomError(f"Contour Data has {data.size} values, not a multiple of 3")
+    return data.reshape(-1, 3)
+
+
+def _plane_pitch_mm(ds: Dataset, normal: NDArray[np.float64]) -> float | None:
+    """The contour-plane pitch of the whole structure set (median gap between planes)."""
+    planes = set()
+    for rc in ds.get("ROIContourSequence", []):
+        for c in rc.get("ContourSequence", []) or []:
+            data = c.get("ContourData")
+            if data is not None and len(data) >= 3:
+                planes.add(round(float(np.dot([float(v) for v in data[:3]], normal)), 2))
+    if len(planes) < 2:
+        return None
+    gaps = np.diff(sorted(planes))
+    return float(np.median(gaps))
+
+
+def _rasterise_slice(polygons: list[NDArray[np.float64]], nj: int, ni: int) -> NDArray[np.bool_]:
+    """Even-odd fill of polygons given in (i, j) voxel coordinates; voxel-centre rule."""
+    out = np.zeros((nj, ni), dtype=bool)
+    for poly in polygons:
+        lo = np.maximum(np.floor(poly.min(axis=0)).astype(int), 0)
+        hi = np.minimum(np.ceil(poly.max(axis=0)).astype(int), [ni - 1, nj - 1])
+        if np.any(hi < lo):
+            continue
+        ii, jj = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1))
+        pts = np.stack([ii.ravel(), jj.ravel()], axis=1).astype(float)
+        inside = MplPath(poly, closed=False).contains_points(pts).reshape(ii.shape)
+        out[lo[1] : hi[1] + 1, lo[0] : hi[0] + 1] ^= inside
+    return out
+
+
+def _roi_mask(contours: list[Dataset], grid: Grid, pitch_mm: float, name: str) -> NDArray[np.bool_]:
+    nk, nj, ni = grid.shape
+    dk = grid.spacing_mm[0]
+    planes: dict[float, list[NDArray[np.float64]]] = {}
+    for c in contours:
+        ijk = grid.continuous_ijk(_contour_points(c))
+        k_span = float(ijk[:, 2].max() - ijk[:, 2].min()) * dk
+        if k_span > 0.05:
+            raise DicomError(
+                f"ROI {name!r}: a contour spans {k_span:.2f} mm across the grid's slices; its "
+                "plane is not parallel to the grid slices (non-axial contours or an oblique "
+                "grid): rasterise on an axial grid"
+            )
+        k_plane = round(float(ijk[:, 2].mean()), 4)
+        planes.setdefault(k_plane, []).append(ijk[:, :2])
+    mask = np.zeros(grid.shape, dtype=bool)
+    if not planes:
+        return mask
+    plane_k = np.array(sorted(planes))
+    half_pitch_k = 0.5 * pitch_mm / dk + 1e-3
+    for k in range(nk):
+        n = int(np.argmin(np.abs(plane_k - k)))
+        if abs(plane_k[n] - k) <= half_pitch_k:
+            mask[k] = _rasterise_slice(planes[float(plane_k[n])], nj, ni)
+    return mask
+
+
+def read_rtstruct(
+    path: str | os.PathLike[str],
+    target: Grid | CTSeries | Patient,
+    *,
+    roi_names: Sequence[str] | None = None,
+    frame_of_reference_uid: str | None = None,
+) -> StructureSet:
+    """Read an RTSTRUCT's ROIs as masks on ``target``'s grid.
+
+    ``target`` is the CT read with :func:`~lattice_plan.io.ct.read_ct` (then the
+    frame of reference and the referenced slices are checked), a
+    :class:`Patient` (frame of reference checked when its ``dicom_uids`` has
+    one), or any axial :class:`Grid` (checked against ``frame_of_reference_uid``
+    when given), e.g. an RTDOSE grid. ``roi_names`` restricts the ROIs read
+    (case-insensitive; an unknown name is an error). ROIs that cannot give a mask
+    are skipped with one :class:`DicomWarning`.
+    """
+    ds = read_dataset(path, what="RTSTRUCT")
+    require_modality(ds, "RTSTRUCT", path)
+    where = f"RTSTRUCT {str(path)!r}"
+    ss_frame = rtstruct_frame_of_reference_uid(ds)
+    if isinstance(target, CTSeries):
+        grid = target.grid
+        frame_of_reference_uid = frame_of_reference_uid or target.frame_of_reference_uid
+        _check_ct_references(ds, target, where)
+    elif isinstance(target, Patient):
+        grid = target.grid
+        frame_of_reference_uid = frame_of_reference_uid or target.dicom_uids.get(
+            "FrameOfReferenceUID"
+        )
+    elif isinstance(target, Grid):
+        grid = target
+    else:
+        raise DicomError(
+            f"read_rtstruct target must be a Grid, CTSeries or Patient, got {type(target).__name__}"
+        )
+    if frame_of_reference_uid and ss_frame and ss_frame != frame_of_reference_uid:
+        raise DicomError(
+            f"{where} is in frame of reference {ss_frame}, but the target image is in "
+            f"{frame_of_reference_uid}: the structures belong to another scan; give the "
+            "matching CT (or register and resample first)"
+        )
+    if abs(abs(grid.direction[2, 2]) - 1.0) > 1e-4:
+        raise DicomError(f"{where}: the target grid is not axial; rasterise on an axial grid")
+    normal = grid.direction[:, 2]
+    pitch = _plane_pitch_mm(ds, normal) or grid.spacing_mm[0]
+    table = _roi_table(ds)
+    wanted = None
+    if roi_names is not None:
+        wanted = {n.casefold() for n in roi_names}
+        known = {info.name.casefold() for info, _ in table}
+        unknown = sorted(n for n in roi_names if n.casefold() not in known)
+        if unknown:
+            raise DicomError(
+                f"{where} has no ROI named {', '.join(map(repr, unknown))}; it holds: "
+                f"{', '.join(info.name for info, _ in table)}"
+            )
+    structures: list[Structure] = []
+    skipped: list[str] = []
+    used: set[str] = set()
+    for info, contours in table:
+        if wanted is not None and info.name.casefold() not in wanted:
+            continue
+        if info.skip_reason:
+            skipped.append(f"{info.name} ({info.skip_reason})")
+            continue
+        mask = _roi_mask(contours, grid, pitch, info.name)
+        if not mask.any():
+            log.warning(
+                "%s: ROI %r lies outside the target grid; its mask is empty", where, info.name
+            )
+        name = info.name
+        if name.casefold() in used:
+            name = f"{name}_{info.number}"
+            log.warning("%s: duplicate ROI name %r renamed %r", where, info.name, name)
+        used.add(name.casefold())
+        structures.append(Structure(name, mask, grid, info.kind, info.color))
+    if skipped:
+        warnings.warn(
+            f"{where}: skipped {len(skipped)} ROI(s) that give no mask: {', '.join(skipped)}",
+            DicomWarning,
+            stacklevel=2,
+        )
+    return StructureSet(tuple(structures), grid)
+
+
+def _check_ct_references(ds: Dataset, ct: CTSeries, where: str) -> None:
+    referenced = referenced_image_uids(ds)
+    if not referenced:
+        return
+    present = set(ct.slice_sop_instance_uids)
+    missing = referenced - present
+    if missing:
+        raise DicomError(
+            f"{where} references {len(referenced)} CT slices but {len(missing)} of them are not "
+            f"in the CT series read ({len(present)} slice(s), {ct.series_instance_uid}): the CT "
+            "export is incomplete. Export the whole CT series, or rasterise the structures on "
+            "another grid that covers them, e.g. read_rtstruct(path, read_rtdose(dose_path).grid)"
+        )
+
+
+# ---------------------------------------------------------------------------------- writing
+def mask_slice_contours(mask_slice: NDArray[np.bool_]) -> list[NDArray[np.float64]]:
+    """Closed contours (each (n, 2) in (i, j) voxel coordinates) of one mask slice.
+
+    The 0.5 iso-lines of the mask, outer boundaries and holes alike (read back by
+    the even-odd rule); the closing point is not repeated; collinear points removed.
+    """
+    padded = np.pad(np.asarray(mask_slice, dtype=np.float64), 1)
+    gen = contourpy.contour_generator(z=padded, line_type="Separate")
+    out = []
+    for line in gen.lines(0.5):
+        pts = np.asarray(line, dtype=float)[:-1] - 1.0  # closed: last == first; undo padding
+        if len(pts) < 3:
+            continue
+        prev = np.roll(pts, 1, axis=0)
+        nxt = np.roll(pts, -1, axis=0)
+        cross = (pts[:, 0] - prev[:, 0]) * (nxt[:, 1] - pts[:, 1]) - (pts[:, 1] - prev[:, 1]) * (
+            nxt[:, 0] - pts[:, 0]
+        )
+        pts = pts[np.abs(cross) > 1e-9]
+        if len(pts) >= 3:
+            out.append(pts)
+    return out
+
+
+def _contour_data_strings(points_lps_mm: NDArray[np.float64]) -> list[str]:
+    return [format_ds(round(float(v), 4)) for v in points_lps_mm.ravel()]
+
+
+def _contour_image_item(sop_uid: str) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = CT_IMAGE_STORAGE
+    item.ReferencedSOPInstanceUID = sop_uid
+    return item
+
+
+def _roi_items(
+    structure: Structure, number: int, ct: CTSeries
+) -> tuple[Dataset, Dataset, Dataset] | None:
+    grid = ct.grid
+    contours = DicomSequence()
+    for k in np.nonzero(structure.mask.any(axis=(1, 2)))[0]:
+        for poly in mask_slice_contours(structure.mask[k]):
+            ijk = np.column_stack([poly, np.full(len(poly), float(k))])
+            item = Dataset()
+            item.ContourImageSequence = DicomSequence(
+                [_contour_image_item(ct.slice_sop_instance_uids[k])]
+            )
+            item.ContourGeometricType = "CLOSED_PLANAR"
+            item.NumberOfContourPoints = len(poly)
+            item.ContourNumber = len(contours) + 1
+            item.ContourData = _contour_data_strings(grid.points_lps_mm(ijk))
+            contours.append(item)
+    if not contours:
+        return None
+    roi = Dataset()
+    roi.ROINumber = number
+    roi.ReferencedFrameOfReferenceUID = ct.frame_of_reference_uid
+    roi.ROIName = structure.name[:64]
+    roi.ROIDescription = f"{KIND_TAG}{structure.kind.value}"
+    roi.ROIGenerationAlgorithm = "AUTOMATIC"
+    rc = Dataset()
+    rc.ROIDisplayColor = list(structure.color)
+    rc.ContourSequence = contours
+    rc.ReferencedROINumber = number
+    obs = Dataset()
+    obs.ObservationNumber = number
+    obs.ReferencedROINumber = number
+    obs.RTROIInterpretedType = INTERPRETED_TYPE_OF_KIND[structure.kind]
+    obs.ROIInterpreter = ""
+    return roi, rc, obs
+
+
+def _referenced_frame(ct: CTSeries) -> Dataset:
+    series = Dataset()
+    series.SeriesInstanceUID = ct.series_instance_uid
+    series.ContourImageSequence = DicomSequence(
+        [_contour_image_item(uid) for uid in ct.slice_sop_instance_uids]
+    )
+    study = Dataset()
+    study.ReferencedSOPClassUID = STUDY_COMPONENT_MANAGEMENT
+    study.ReferencedSOPInstanceUID = ct.identity.study_instance_uid
+    study.RTReferencedSeriesSequence = DicomSequence([series])
+    frame = Dataset()
+    frame.FrameOfReferenceUID = ct.frame_of_reference_uid
+    frame.RTReferencedStudySequence = DicomSequence([study])
+    return frame
+
+
+def _structures_on(structures: StructureSet | Iterable[Structure], ct: CTSeries) -> list[Structure]:
+    items = list(structures)
+    for s in items:
+        ct.grid.require_same(s.grid, f"structure {s.name!r}")
+    names = [s.name.casefold() for s in items]
+    if len(set(names)) != len(names):
+        raise DicomError("structure names must be unique (case-insensitive) in one RTSTRUCT")
+    return items
+
+
+def _add_rois(ds: Dataset, structures: list[Structure], ct: CTSeries, first_number: int) -> int:
+    number = first_number
+    written = 0
+    for s in structures:
+        items = _roi_items(s, number, ct)
+        if items is None:
+            log.warning("structure %r is empty: not written to the RTSTRUCT", s.name)
+            continue
+        roi, rc, obs = items
+        ds.StructureSetROISequence.append(roi)
+        ds.ROIContourSequence.append(rc)
+        ds.RTROIObservationsSequence.append(obs)
+        number += 1
+        written += 1
+    return written
+
+
+def write_rtstruct(
+    structures: StructureSet | Iterable[Structure],
+    ct: CTSeries,
+    path: str | os.PathLike[str],
+    *,
+    label: str = "lattice_plan",
+    series_description: str = "lattice_plan structures",
+) -> str:
+    """Write a new RTSTRUCT for ``ct`` holding ``structures`` (on the CT grid); returns its SOP Instance UID.
+
+    Empty structures are left out (logged). Patient, study and frame of
+    reference are the CT's; series and instance UIDs are new.
+    """
+    items = _structures_on(structures, ct)
+    ds = new_dataset(
+        RT_STRUCTURE_SET_STORAGE,
+        ct.identity,
+        modality="RTSTRUCT",
+        series_description=series_description,
+    )
+    now = datetime.datetime.now()
+    ds.OperatorsName = ""
+    ds.StructureSetLabel = label[:16]
+    ds.StructureSetDate = now.strftime("%Y%m%d")
+    ds.StructureSetTime = now.strftime("%H%M%S")
+    ds.ReferencedFrameOfReferenceSequence = DicomSequence([_referenced_frame(ct)])
+    ds.StructureSetROISequence = DicomSequence()
+    ds.ROIContourSequence = DicomSequence()
+    ds.RTROIObservationsSequence = DicomSequence()
+    ds.ApprovalStatus = "UNAPPROVED"
+    if _add_rois(ds, items, ct, 1) == 0:
+        raise DicomError("no non-empty structure to write; an RTSTRUCT needs at least one ROI")
+    write_dataset(ds, path)
+    return str(ds.SOPInstanceUID)
+
+
+def add_to_rtstruct(
+    existing_path: str | os.PathLike[str],
+    structures: StructureSet | Iterable[Structure],
+    ct: CTSeries,
+    path: str | os.PathLike[str],
+    *,
+    series_description: str | None = None,
+) -> str:
+    """Write a new RTSTRUCT: every ROI of ``existing_path`` plus ``structures``.
+
+    The existing file is not modified (``path`` must differ from it). Its ROIs
+    are copied unchanged; new ROIs get numbers above the highest existing one.
+    The structure set must be in the CT's frame of reference and names must not
+    clash. Returns the new SOP Instance UID.
+    """
+    src = Path(existing_path)
+    if Path(path).resolve() == src.resolve():
+        raise DicomError(
+            f"add_to_rtstruct writes a new file; {str(path)!r} is the input: choose another path"
+        )
+    old = read_dataset(src, what="RTSTRUCT")
+    require_modality(old, "RTSTRUCT", src)
+    frame = rtstruct_frame_of_reference_uid(old)
+    if frame != ct.frame_of_reference_uid:
+        raise DicomError(
+            f"RTSTRUCT {str(src)!r} is in frame of reference {frame}, the CT in "
+            f"{ct.frame_of_reference_uid}: the structures belong to another scan"
+        )
+    items = _structures_on(structures, ct)
+    existing = {str(r.ROIName).casefold() for r in old.get("StructureSetROISequence", [])}
+    clash = [s.name for s in items if s.name.casefold() in existing]
+    if clash:
+        raise DicomError(
+            f"RTSTRUCT {str(src)!r} already has ROI(s) {', '.join(map(repr, clash))}; rename the new structures"
+        )
+    identity = DicomIdentity.from_dataset(old)
+    ds = new_dataset(
+        RT_STRUCTURE_SET_STORAGE,
+        identity,
+        modality="RTSTRUCT",
+        series_description=series_description
+        if series_description is not None
+        else str(old.get("SeriesDescription", "")),
+    )
+    skip = set(ds.keys()) | {0x00080012, 0x00080013}
+    for elem in old:
+        if elem.tag.group == 0x0002 or elem.tag in skip:
+            continue
+        ds.add(elem)
+    for name in ("StructureSetROISequence", "ROIContourSequence", "RTROIObservationsSequence"):
+        if name not in ds:
+            setattr(ds, name, DicomSequence())
+    now = datetime.datetime.now()
+    ds.StructureSetDate = now.strftime("%Y%m%d")
+    ds.StructureSetTime = now.strftime("%H%M%S")
+    numbers = [int(r.ROINumber) for r in ds.StructureSetROISequence]
+    if _add_rois(ds, items, ct, max(numbers, default=0) + 1) == 0:
+        raise DicomError("no non-empty structure to add")
+    write_dataset(ds, path)
+    return str(ds.SOPInstanceUID)
+
+
+__all__ = [
+    "INTERPRETED_TYPE_OF_KIND",
+    "RoiInfo",
+    "add_to_rtstruct",
+    "list_rois",
+    "mask_slice_contours",
+    "read_rtstruct",
+    "referenced_image_uids",
+    "rtstruct_frame_of_reference_uid",
+    "write_rtstruct",
+]
