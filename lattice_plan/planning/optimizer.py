@@ -1,0 +1,424 @@
+"""Fluence optimisation: non-negative beamlet weights minimising weighted dose objectives.
+
+The problem, for beamlet weights x >= 0 (all beams' fluence maps, concatenated
+beam by beam, each map row-major [ny, nx])::
+
+    F(x) = sum_t w_t f_t(A_t x) / s^2  +  lambda * S(x)
+
+``A`` is a dose operator on a voxel subset (the voxels of the structures that
+have objectives), ``A_t`` its rows of term t, ``f_t`` the objective's penalty
+(Gy^2, see :mod:`lattice_plan.planning.objectives`), ``s`` a dose scale
+(the prescription, so F is dimensionless), and ``S`` the smoothness penalty:
+the mean squared difference of neighbouring beamlets (along both map axes)
+relative to the mean initial weight squared, so that ``lambda`` is
+dimensionless too. The gradient uses the operator's adjoint,
+``grad = sum_t w_t A_t^T f_t'(A_t x) / s^2 + lambda * S'(x)``, so no dense
+dose-influence matrix is needed; :class:`MatrixOperator` wraps an explicit
+matrix for small problems and tests.
+
+scipy's L-BFGS-B handles the bounds. Its line search enforces a sufficient
+decrease (Armijo), so the objective after each iteration is below the one
+before; the optimiser records that history. Everything is deterministic for a
+deterministic operator: same inputs, same weights bit for bit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import optimize, sparse
+
+from lattice_plan.errors import PlanningError
+from lattice_plan.geometry.grid import Grid
+from lattice_plan.planning.objectives import Objective, VoxelContext, check_objectives
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SMOOTHNESS = 0.02
+DEFAULT_FTOL = 1e-7
+DEFAULT_GTOL = 1e-6
+
+
+@runtime_checkable
+class DoseOperator(Protocol):
+    """Linear map from beamlet weights (n_beamlets,) to dose (Gy) at voxels (n_voxels,)."""
+
+    @property
+    def n_beamlets(self) -> int: ...
+
+    @property
+    def n_voxels(self) -> int: ...
+
+    def forward(self, x: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
+    def adjoint(self, g: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
+
+@dataclass(frozen=True, eq=False)
+class MatrixOperator:
+    """An explicit dose-influence matrix (n_voxels, n_beamlets), dense or scipy sparse."""
+
+    matrix: NDArray[np.float64] | sparse.sparray | sparse.spmatrix
+
+    def __post_init__(self) -> None:
+        m = self.matrix
+        if m.ndim != 2 or min(m.shape) < 1:
+            raise PlanningError(
+                f"the dose-influence matrix must be 2D (voxels, beamlets), got shape {m.shape}"
+            )
+        if not sparse.issparse(m):
+            m = np.array(m, dtype=float)
+            m.setflags(write=False)
+            object.__setattr__(self, "matrix", m)
+
+    @property
+    def n_voxels(self) -> int:
+        return int(self.matrix.shape[0])
+
+    @property
+    def n_beamlets(self) -> int:
+        return int(self.matrix.shape[1])
+
+    def forward(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.asarray(self.matrix @ x, dtype=float)
+
+    def adjoint(self, g: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.asarray(self.matrix.T @ g, dtype=float)
+
+
+@dataclass(frozen=True)
+class FluenceLayout:
+    """How the beamlet vector splits into per-beam maps: one (ny, nx) shape per beam."""
+
+    map_shapes: tuple[tuple[int, int], ...]
+
+    def __post_init__(self) -> None:
+        shapes = tuple((int(s[0]), int(s[1])) for s in self.map_shapes)
+        if not shapes:
+            raise PlanningError("the fluence layout needs at least one beam (zero beams given)")
+        if any(ny < 1 or nx < 1 for ny, nx in shapes):
+            raise PlanningError(f"every fluence map needs at least one beamlet, got {shapes}")
+        object.__setattr__(self, "map_shapes", shapes)
+
+    @property
+    def n_beamlets(self) -> int:
+        return sum(ny * nx for ny, nx in self.map_shapes)
+
+    @property
+    def offsets(self) -> NDArray[np.int64]:
+        """Start of each beam's weights in the concatenated vector (n_beams + 1,)."""
+        return np.concatenate([[0], np.cumsum([ny * nx for ny, nx in self.map_shapes])])
+
+    def split(self, x: ArrayLike) -> list[NDArray[np.float64]]:
+        """The per-beam maps [ny, nx] of a concatenated weight vector."""
+        x = np.asarray(x, dtype=float)
+        off = self.offsets
+        return [x[off[b] : off[b + 1]].reshape(shape) for b, shape in enumerate(self.map_shapes)]
+
+    def difference_matrix(self) -> sparse.csr_array:
+        """Sparse D with one row per pair of neighbouring beamlets: (Dx)_r = x_a - x_b."""
+        rows = []
+        off = self.offsets
+        for b, (ny, nx) in enumerate(self.map_shapes):
+            idx = off[b] + np.arange(ny * nx).reshape(ny, nx)
+            rows.append(np.stack([idx[:, 1:].ravel(), idx[:, :-1].ravel()], axis=1))
+            rows.append(np.stack([idx[1:, :].ravel(), idx[:-1, :].ravel()], axis=1))
+        pairs = np.concatenate(rows) if rows else np.zeros((0, 2), dtype=int)
+        n = len(pairs)
+        data = np.tile([1.0, -1.0], n)
+        r = np.repeat(np.arange(n), 2)
+        return sparse.csr_array((data, (r, pairs.ravel())), shape=(n, self.n_beamlets))
+
+
+@dataclass(frozen=True, eq=False)
+class ObjectiveTerm:
+    """One objective, prepared, and the positions of its voxels in the operator's output."""
+
+    objective: Objective
+    voxels: NDArray[np.int64]
+
+    def __post_init__(self) -> None:
+        v = np.asarray(self.voxels, dtype=np.int64)
+        if v.ndim != 1 or v.size == 0:
+            raise PlanningError(
+                f"objective '{self.objective.describe()}' has no voxels to act on; is "
+                f"{self.objective.structure!r} empty on the dose grid?"
+            )
+        v.setflags(write=False)
+        object.__setattr__(self, "voxels", v)
+
+
+def objective_terms(
+    objectives: Sequence[Objective], masks: Mapping[str, NDArray[np.bool_]], grid: Grid
+) -> tuple[NDArray[np.int64], list[ObjectiveTerm]]:
+    """The voxel subset of a set of objectives and their terms on it.
+
+    ``masks`` holds a boolean mask [k, j, i] on ``grid`` (the dose grid) for
+    every structure the objectives name (and every fall-off target). Returns the
+    sorted flat indices of the union of the objectives' voxels (the rows the
+    dose operator must evaluate) and one :class:`ObjectiveTerm` per objective,
+    whose ``voxels`` index into that subset.
+    """
+    check_objectives(objectives)
+    lookup = {name.casefold(): name for name in masks}
+    flat: dict[str, NDArray[np.int64]] = {}
+    named: dict[str, NDArray[np.bool_]] = {}
+    for name, mask in masks.items():
+        if mask.shape != grid.shape:
+            raise PlanningError(
+                f"mask of {name!r} has shape {mask.shape}, the dose grid {grid.shape}"
+            )
+        named[name] = mask
+    for obj in objectives:
+        key = obj.structure.casefold()
+        if key not in lookup:
+            raise PlanningError(
+                f"objective '{obj.describe()}' names {obj.structure!r}, which is not among the "
+                f"structures ({', '.join(masks)})"
+            )
+        name = lookup[key]
+        flat[obj.structure] = np.flatnonzero(named[name])
+        named.setdefault(obj.structure, named[name])
+        if flat[obj.structure].size == 0:
+            raise PlanningError(
+                f"objective '{obj.describe()}': structure {obj.structure!r} has no voxels on the "
+                f"dose grid (spacing {grid.spacing_mm} mm); use a finer dose grid or drop it"
+            )
+    subset = np.unique(np.concatenate(list(flat.values())))
+    context = VoxelContext(grid, named, flat)
+    terms = [
+        ObjectiveTerm(obj.prepare(context), np.searchsorted(subset, flat[obj.structure]))
+        for obj in objectives
+    ]
+    return subset, terms
+
+
+@dataclass(frozen=True, eq=False)
+class OptimizationResult:
+    """What the optimiser did and found.
+
+    ``x``: optimal beamlet weights; ``history``: the objective before the
+    first iteration and after each one; ``stop_reason``: "converged" (relative
+    decrease of F below ftol, or projected gradient below gtol),
+    "iteration limit", "evaluation limit" or "line search failed" (no further
+    decrease found: converged to working precision); ``term_values``: each
+    weighted term of F at ``x`` (keyed by its description, plus "smoothness").
+    """
+
+    x: NDArray[np.float64]
+    history: tuple[float, ...]
+    iterations: int
+    evaluations: int
+    stop_reason: str
+    message: str
+    time_s: float
+    term_values: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def final_objective(self) -> float:
+        return self.history[-1]
+
+    @property
+    def converged(self) -> bool:
+        return self.stop_reason == "converged"
+
+    @property
+    def time_per_iteration_s(self) -> float:
+        return self.time_s / max(self.iterations, 1)
+
+    def report(self) -> dict[str, object]:
+        """A JSON-friendly summary for plan info and benchmarks."""
+        return {
+            "stop_reason": self.stop_reason,
+            "message": self.message,
+            "iterations": self.iterations,
+            "evaluations": self.evaluations,
+            "time_s": round(self.time_s, 3),
+            "time_per_iteration_s": round(self.time_per_iteration_s, 4),
+            "initial_objective": self.history[0],
+            "final_objective": self.final_objective,
+            "terms": dict(self.term_values),
+        }
+
+
+def _stop_reason(res: optimize.OptimizeResult, max_iterations: int) -> str:
+    msg = str(res.message).upper()
+    if res.status == 0:
+        return "converged"
+    if res.status == 1:
+        return "iteration limit" if res.nit >= max_iterations else "evaluation limit"
+    if "ABNORMAL" in msg or "LINE SEARCH" in msg:
+        return "line search failed"
+    return "failed"
+
+
+class FluenceObjective:
+    """F(x) and its gradient (call it with x); keeps the last evaluation's weighted terms.
+
+    ``x_ref`` is the fluence scale of the smoothness penalty (the mean initial weight).
+    """
+
+    def __init__(
+        self,
+        operator: DoseOperator,
+        terms: Sequence[ObjectiveTerm],
+        layout: FluenceLayout,
+        dose_scale_gy: float,
+        smoothness: float,
+        x_ref: float,
+    ) -> None:
+        self.operator = operator
+        self.terms = list(terms)
+        self.inv_s2 = 1.0 / dose_scale_gy**2
+        self.D = layout.difference_matrix()
+        self.n_pairs = max(self.D.shape[0], 1)
+        self.smooth_coef = smoothness / (self.n_pairs * x_ref**2)
+        self.last_terms: dict[str, float] = {}
+        self.evaluations = 0
+
+    def __call__(self, x: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+        self.evaluations += 1
+        dose = self.operator.forward(x)
+        g_dose = np.zeros_like(dose)
+        total = 0.0
+        values: dict[str, float] = {}
+        for t in self.terms:
+            v, g = t.objective.evaluate(dose[t.voxels])
+            w = t.objective.weight * self.inv_s2
+            total += w * v
+            values[t.objective.describe()] = w * v
+            g_dose[t.voxels] += w * g  # a term's voxels are distinct
+        grad = self.operator.adjoint(g_dose)
+        if self.smooth_coef > 0:
+            dx = self.D @ x
+            s = self.smooth_coef * float(dx @ dx)
+            total += s
+            values["smoothness"] = s
+            grad = grad + (2.0 * self.smooth_coef) * (self.D.T @ dx)
+        self.last_terms = values
+        return total, grad
+
+
+def optimize_fluence(
+    operator: DoseOperator,
+    terms: Sequence[ObjectiveTerm],
+    layout: FluenceLayout,
+    *,
+    dose_scale_gy: float,
+    x0: ArrayLike | None = None,
+    smoothness: float = DEFAULT_SMOOTHNESS,
+    max_iterations: int = 200,
+    ftol: float = DEFAULT_FTOL,
+    gtol: float = DEFAULT_GTOL,
+    progress: Callable[[int, float], None] | None = None,
+) -> OptimizationResult:
+    """Minimise the weighted objectives plus the smoothness penalty over x >= 0 (L-BFGS-B).
+
+    ``operator`` maps the ``layout.n_beamlets`` weights to the dose at its
+    voxels; ``terms`` index into those voxels; ``dose_scale_gy`` (> 0, e.g.
+    the prescription) makes F dimensionless. ``x0`` defaults to uniform weights
+    scaled so that the mean dose over all term voxels equals ``dose_scale_gy``.
+    ``progress(iteration, objective)`` is called after each iteration. Stops on
+    convergence (relative decrease below ``ftol`` or projected gradient below
+    ``gtol``) or after ``max_iterations``, and says which.
+    """
+    if not isinstance(operator, DoseOperator):
+        raise PlanningError(
+            f"operator must provide n_beamlets, n_voxels, forward and adjoint; got {type(operator).__name__}"
+        )
+    if operator.n_beamlets != layout.n_beamlets:
+        raise PlanningError(
+            f"the operator has {operator.n_beamlets} beamlets but the fluence layout "
+            f"{layout.n_beamlets}; build them from the same beams"
+        )
+    if not terms:
+        raise PlanningError("no objective terms to optimise")
+    for t in terms:
+        if t.voxels.max() >= operator.n_voxels or t.voxels.min() < 0:
+            raise PlanningError(
+                f"objective '{t.objective.describe()}' indexes voxels outside the operator's "
+                f"{operator.n_voxels}"
+            )
+    if not (np.isfinite(dose_scale_gy) and dose_scale_gy > 0):
+        raise PlanningError(f"dose_scale_gy must be positive, got {dose_scale_gy!r}")
+    if not (np.isfinite(smoothness) and smoothness >= 0):
+        raise PlanningError(f"smoothness must be a non-negative number, got {smoothness!r}")
+    if int(max_iterations) != max_iterations or max_iterations < 1:
+        raise PlanningError(f"max_iterations must be a positive integer, got {max_iterations!r}")
+
+    n = layout.n_beamlets
+    if x0 is None:
+        ones = np.ones(n)
+        d1 = operator.forward(ones)
+        voxels = np.unique(np.concatenate([t.voxels for t in terms]))
+        mean = float(d1[voxels].mean())
+        if not mean > 0:
+            raise PlanningError(
+                "the beams deliver no dose to the structures with objectives; check the isocentre "
+                "and the fluence maps"
+            )
+        x_start = ones * (dose_scale_gy / mean)
+    else:
+        x_start = np.array(x0, dtype=float)
+        if x_start.shape != (n,) or not np.all(np.isfinite(x_start)) or np.any(x_start < 0):
+            raise PlanningError(f"x0 must be {n} finite non-negative weights")
+    x_ref = float(x_start.mean())
+    if not x_ref > 0:
+        raise PlanningError("x0 must have some positive weight")
+
+    problem = FluenceObjective(operator, terms, layout, dose_scale_gy, smoothness, x_ref)
+    f0, _ = problem(x_start)
+    history = [f0]
+
+    def callback(intermediate_result: optimize.OptimizeResult) -> None:
+        history.append(float(intermediate_result.fun))
+        if progress is not None:
+            progress(len(history) - 1, history[-1])
+
+    t0 = time.perf_counter()
+    res = optimize.minimize(
+        problem,
+        x_start,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=optimize.Bounds(np.zeros(n), np.full(n, np.inf)),
+        callback=callback,
+        options={
+            "maxiter": int(max_iterations),
+            "maxfun": 20 * int(max_iterations) + 20,
+            "ftol": ftol,
+            "gtol": gtol,
+            "maxcor": 20,
+        },
+    )
+    elapsed = time.perf_counter() - t0
+    x = np.array(res.x, dtype=float)
+    x.setflags(write=False)
+    final, _ = problem(x)
+    if len(history) == 1 or history[-1] != final:
+        history.append(final)
+    reason = _stop_reason(res, int(max_iterations))
+    logger.info(
+        "fluence optimisation: %s after %d iterations (%.2f s), objective %.4g -> %.4g",
+        reason,
+        res.nit,
+        elapsed,
+        history[0],
+        final,
+    )
+    return OptimizationResult(
+        x=x,
+        history=tuple(history),
+        iterations=int(res.nit),
+        evaluations=problem.evaluations,
+        stop_reason=reason,
+        message=str(res.message),
+        time_s=elapsed,
+        term_values=dict(problem.last_terms),
+    )
