@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Numba's on-disk cache lives beside the sources (__pycache__) so later runs skip compilation.
 
-.PHONY: demo test bench lint format dicom3tools clean
+.PHONY: demo test bench lint format dicom3tools mesa-egl clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,19 @@ dicom3tools:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools >/dev/null; }
 
-demo: $(STAMP)
+# Off-screen 3D rendering (pyvista/VTK without a display) uses the VTK wheel's EGL window with
+# Mesa's software renderer: Debian packages libegl1, libegl-mesa0 and libgl1-mesa-dri.
+mesa-egl:
+	@{ { ldconfig -p 2>/dev/null || /sbin/ldconfig -p; } | grep -q libEGL_mesa.so.0 \
+	   && ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1; } || { \
+	  echo "installing Mesa EGL (off-screen 3D rendering)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null; }
+
+demo: $(STAMP) mesa-egl
 	$(VENV)/bin/lattice-plan demo --out demo-out
 
-test: $(STAMP) dicom3tools
+test: $(STAMP) dicom3tools mesa-egl
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 bench: $(STAMP)
