@@ -106,9 +106,10 @@ def alpha_beta_map_gy(
     structure get ``background_gy``. Structures on another grid are resampled
     (nearest voxel centre).
     """
-    overrides = {k.casefold(): float(v) for k, v in (alpha_beta_gy or {}).items()}
+    given = alpha_beta_gy or {}
+    overrides = {k.casefold(): float(v) for k, v in given.items()}
     names = {s.name.casefold() for s in structures}
-    unknown = sorted(set(overrides) - names)
+    unknown = sorted(k for k in given if k.casefold() not in names)
     if unknown:
         raise AnalysisError(
             f"alpha/beta given for {unknown}, which are not among the structures "
@@ -162,13 +163,13 @@ def geud_gy(dvh: DVH, a: float) -> float:
 
     ``a`` is the volume parameter: 1 gives the mean dose, large positive values
     approach the maximum (serial organs), negative values the minimum (targets).
-    Bins are represented by their centres.
+    Each bin stands for the mean dose of its volume.
     """
     a = float(a)
     if not np.isfinite(a) or a == 0:
         raise AnalysisError(f"gEUD volume parameter a must be finite and non-zero, got {a!r}")
     v = dvh.differential_cc / dvh.volume_cc
-    d = dvh.bin_centers_gy
+    d = dvh.bin_mean_gy
     keep = v > 0
     v, d = v[keep], d[keep]
     if a < 0 and np.any(d <= 0):
@@ -199,7 +200,7 @@ def eud_gy(
         raise AnalysisError(f"alpha must be positive (1/Gy), got {alpha_per_gy!r}")
     v = dvh.differential_cc / dvh.volume_cc
     keep = v > 0
-    d = dvh.bin_centers_gy[keep]
+    d = dvh.bin_mean_gy[keep]
     beta = alpha_per_gy / alpha_beta_gy
     log_s = -(alpha_per_gy * d + beta * d * d / n_fractions)
     effect = -float(
