@@ -1,0 +1,229 @@
+"""Plan specs: TOML parsing, field-by-field validation with file/key/expected value, dispatch."""
+
+from pathlib import Path
+
+import pytest
+
+from lattice_plan.errors import InputFileError, SpecError
+from lattice_plan.planning import objectives as O
+from lattice_plan.planning.plan import Arm
+from lattice_plan.planning.spec import load_spec, parse_spec
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "specs"
+
+
+def _write(tmp_path, text, name="plan.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+CRT_MIN = """
+[plan]
+arm = "CRT"
+"""
+
+SFRT_BASE = """
+[plan]
+name = "lattice"
+arm = "SFRT"
+
+[prescription]
+dose_gy = 15.0
+fractions = 1
+
+[beams]
+count = 9
+arc_deg = 360.0
+beamlet_mm = 2.5
+
+[optimiser]
+max_iterations = 50
+"""
+
+
+def test_example_crt_spec():
+    spec = load_spec(EXAMPLES / "crt_30gy_10fx.toml")
+    assert spec.arm is Arm.CRT and spec.name == "CRT 30Gy/10"
+    rx = spec.resolved_prescription()
+    assert rx.dose_per_fraction_gy == pytest.approx(3.0)  # 30 Gy whole course / 10
+    assert (rx.fractions, rx.target, rx.method) == (10, "PTV", "D95%")
+    kw = spec.builder_kwargs()
+    assert kw["ptv_margin_mm"] == 10.0 and kw["penumbra_margin_mm"] == 7.0
+    assert kw["dose_spacing_mm"] == 2.5 and "gantry_deg" not in kw
+
+
+def test_example_crt_spec_with_fields():
+    spec = load_spec(EXAMPLES / "crt_8gy_1fx_ap_pa.toml")
+    kw = spec.builder_kwargs()
+    assert kw["gantry_deg"] == (0.0, 180.0) and kw["weights"] == (1.0, 2.0)
+    assert kw["prescription"].total_dose_gy == pytest.approx(8.0)
+    assert kw["prescription"].fractions == 1
+
+
+def test_defaults_and_arm_specific_prescription_targets():
+    spec = parse_spec({"plan": {"arm": "crt"}})
+    assert spec.name == "CRT" and spec.gtv == "GTV" and spec.prescription is None
+    assert spec.builder_kwargs() == {"name": "CRT"}
+    sfrt = parse_spec(
+        {"plan": {"arm": "SFRT"}, "prescription": {"dose_per_fraction_gy": 15.0, "fractions": 1}}
+    )
+    rx = sfrt.resolved_prescription()
+    assert (rx.target, rx.method, rx.total_dose_gy) == ("Vertices", "Dmean", 15.0)
+
+
+def test_optimised_arm_beams_and_objectives(tmp_path):
+    text = (
+        SFRT_BASE
+        + """
+[structures]
+oars = ["CaudaEquina", "Kidney_L"]
+
+[[objectives]]
+type = "peak"
+structure = "Vertices"
+dose_gy = 15.0
+weight = 10.0
+
+[[objectives]]
+type = "dvh"
+structure = "Kidney_L"
+dose_gy = 5.0
+volume_pct = 10
+sense = "max"
+
+[[objectives]]
+type = "falloff"
+structure = "Ring"
+target = "GTV"
+high_gy = 6.0
+low_gy = 1.0
+distance_mm = 20
+"""
+    )
+    spec = load_spec(_write(tmp_path, text))
+    kw = spec.builder_kwargs()
+    assert kw["n_beams"] == 9 and kw["arc_deg"] == 360.0 and kw["beamlet_mm"] == 2.5
+    assert kw["max_iterations"] == 50 and kw["oars"] == ("CaudaEquina", "Kidney_L")
+    peak, dvh, ring = kw["objectives"]
+    assert isinstance(peak, O.PeakDose) and peak.dose_gy == 15.0 and peak.weight == 10.0
+    assert isinstance(dvh, O.DVHPoint) and dvh.volume_pct == 10.0 and dvh.sense == "max"
+    assert isinstance(ring, O.RingFallOff) and ring.target == "GTV" and ring.distance_mm == 20.0
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[plan]\nname = 'x'\n", r"\[plan\] is missing the key 'arm'"),
+        ("[plan]\narm = 'IMRT'\n", r"\[plan\] arm: expected one of CRT, SFRT, SCART, got 'IMRT'"),
+        (CRT_MIN + "[crt]\nptv_margin = 5\n", r"\[crt\] has unknown key\(s\) 'ptv_margin'"),
+        (CRT_MIN + "[beem]\n", r"unknown table\(s\) 'beem'"),
+        (CRT_MIN + "[crt]\nptv_margin_mm = -1\n", r"ptv_margin_mm: expected a number >= 0"),
+        (CRT_MIN + "[dose]\nspacing_mm = 'fine'\n", r"\[dose\] spacing_mm: expected a number"),
+        (CRT_MIN + "[beams]\ngantry_deg = []\n", r"gantry_deg: expected a non-empty list"),
+        (
+            CRT_MIN + "[beams]\ngantry_deg = [0, 180]\nweights = [1]\n",
+            r"weights: expected 2 weights, one per gantry angle",
+        ),
+        (CRT_MIN + "[beams]\nweights = [1]\n", r"weights: expected gantry_deg as well"),
+        (CRT_MIN + "[beams]\ncount = 3\n", r"count: expected no such key in a CRT spec"),
+        (CRT_MIN + "[lattice]\npattern = 'hcp'\n", r"\[lattice\] applies to SFRT plans"),
+        (
+            CRT_MIN + "[[objectives]]\ntype='min_dose'\n",
+            r"\[objectives\] applies to SFRT and SCART",
+        ),
+        (
+            CRT_MIN + "[prescription]\ndose_gy = 30\n",
+            r"\[prescription\] is missing the key 'fractions'",
+        ),
+        (
+            CRT_MIN + "[prescription]\ndose_gy = 30\ndose_per_fraction_gy = 3\nfractions = 10\n",
+            "exactly one of 'dose_gy'",
+        ),
+        (
+            CRT_MIN + "[prescription]\ndose_gy = 30\nfractions = 0\n",
+            r"fractions: expected an integer >= 1, got 0",
+        ),
+        (
+            CRT_MIN + "[prescription]\ndose_gy = 30\nfractions = 10\nmethod = 'D105%'\n",
+            r"\[prescription\]: .*not understood",
+        ),
+        (CRT_MIN + "[structures]\noars = 'Liver'\n", "oars: expected a list of structure names"),
+        (SFRT_BASE.replace("count = 9", "count = 0"), r"\[beams\] count: expected an integer >= 1"),
+        (SFRT_BASE.replace("arc_deg = 360.0", "arc_deg = 400.0"), "arc of at most 360"),
+        (SFRT_BASE + "[beams.extra]\n", "unknown key"),
+    ],
+)
+def test_bad_specs_name_file_key_and_expectation(tmp_path, text, match):
+    path = _write(tmp_path, text)
+    with pytest.raises(SpecError, match=match) as info:
+        load_spec(path)
+    assert str(path) in str(info.value)
+
+
+def test_zero_beams_in_a_crt_spec(tmp_path):
+    """A CRT spec with no gantry angles is refused, not silently defaulted."""
+    path = _write(tmp_path, CRT_MIN + "[beams]\ngantry_deg = []\nweights = []\n")
+    with pytest.raises(SpecError, match="gantry_deg: expected a non-empty list of numbers, got"):
+        load_spec(path)
+
+
+@pytest.mark.parametrize(
+    ("objectives", "match"),
+    [
+        (
+            "[[objectives]]\ntype = 'min_dose'\nstructure = 'GTV'\ndose_gy = 20\n"
+            "[[objectives]]\ntype = 'max_dose'\nstructure = 'GTV'\ndose_gy = 10\n",
+            "conflicting objectives on 'GTV'",
+        ),
+        ("[[objectives]]\ntype = 'minimum'\n", r"\[objectives #1\] type: expected one of min_dose"),
+        (
+            "[[objectives]]\ntype = 'max_dose'\nstructure = 'Liver'\n",
+            r"\[objectives #1\] is missing the key 'dose_gy'",
+        ),
+        (
+            "[[objectives]]\ntype = 'max_dose'\nstructure = 'Liver'\ndose_gy = 5\nvolume = 3\n",
+            r"\[objectives #1\] has unknown key\(s\) 'volume'",
+        ),
+        (
+            "[[objectives]]\ntype = 'max_dose'\nstructure = 'Liver'\ndose_gy = 5\nweight = 0\n",
+            r"\[objectives #1\]: .*weight must be a positive number",
+        ),
+        (
+            "[[objectives]]\ntype = 'mean_dose'\nstructure = 'Liver'\ndose_gy = '5 Gy'\n",
+            r"\[objectives #1\] dose_gy: expected a number, got '5 Gy'",
+        ),
+    ],
+)
+def test_bad_objectives(tmp_path, objectives, match):
+    path = _write(tmp_path, SFRT_BASE + objectives)
+    with pytest.raises(SpecError, match=match) as info:
+        load_spec(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_gtv_and_oars_against_the_patient(tmp_path, phantom):
+    spec = load_spec(_write(tmp_path, CRT_MIN + "[structures]\ngtv = 'GTV_primary'\n"))
+    with pytest.raises(SpecError, match=r"\[structures\] gtv = 'GTV_primary' is not among"):
+        spec.check_structures(phantom.structures)
+    spec = load_spec(_write(tmp_path, SFRT_BASE + "[structures]\noars = ['Kidney_L', 'Heart']\n"))
+    with pytest.raises(SpecError, match=r"oars: 'Heart' is not among the structures"):
+        spec.check_structures(phantom.structures)
+    spec = parse_spec(
+        {"plan": {"arm": "CRT"}, "prescription": {"dose_gy": 8, "fractions": 1, "target": "CTV"}},
+        source="inline",
+    )
+    with pytest.raises(SpecError, match=r"inline: \[prescription\] target = 'CTV'"):
+        spec.check_structures(phantom.structures)
+    # The spec's own structure names that the patient has, or the builder creates, pass.
+    parse_spec(
+        {"plan": {"arm": "CRT"}, "prescription": {"dose_gy": 8, "fractions": 1, "target": "PTV"}}
+    ).check_structures(phantom.structures)
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(InputFileError, match="does not exist"):
+        load_spec(tmp_path / "nope.toml")
+    path = _write(tmp_path, "[plan\narm = 'CRT'\n")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(path)
