@@ -312,6 +312,7 @@ def optimize_fluence(
     *,
     dose_scale_gy: float,
     x0: ArrayLike | None = None,
+    active: ArrayLike | None = None,
     smoothness: float = DEFAULT_SMOOTHNESS,
     max_iterations: int = 200,
     ftol: float = DEFAULT_FTOL,
@@ -324,6 +325,8 @@ def optimize_fluence(
     voxels; ``terms`` index into those voxels; ``dose_scale_gy`` (> 0, e.g.
     the prescription) makes F dimensionless. ``x0`` defaults to uniform weights
     scaled so that the mean dose over all term voxels equals ``dose_scale_gy``.
+    ``active`` (bool per beamlet, default all) marks the beamlets that may carry
+    weight; the others are held at zero.
     ``progress(iteration, objective)`` is called after each iteration. Stops on
     convergence (relative decrease below ``ftol`` or projected gradient below
     ``gtol``) or after ``max_iterations``, and says which.
@@ -353,8 +356,16 @@ def optimize_fluence(
         raise PlanningError(f"max_iterations must be a positive integer, got {max_iterations!r}")
 
     n = layout.n_beamlets
+    if active is None:
+        free = np.ones(n, dtype=bool)
+    else:
+        free = np.asarray(active, dtype=bool)
+        if free.shape != (n,) or not free.any():
+            raise PlanningError(
+                f"active must mark at least one of the {n} beamlets (bool array of shape ({n},))"
+            )
     if x0 is None:
-        ones = np.ones(n)
+        ones = free.astype(float)
         d1 = operator.forward(ones)
         voxels = np.unique(np.concatenate([t.voxels for t in terms]))
         mean = float(d1[voxels].mean())
@@ -368,7 +379,8 @@ def optimize_fluence(
         x_start = np.array(x0, dtype=float)
         if x_start.shape != (n,) or not np.all(np.isfinite(x_start)) or np.any(x_start < 0):
             raise PlanningError(f"x0 must be {n} finite non-negative weights")
-    x_ref = float(x_start.mean())
+        x_start[~free] = 0.0
+    x_ref = float(x_start[free].mean())
     if not x_ref > 0:
         raise PlanningError("x0 must have some positive weight")
 
@@ -387,7 +399,7 @@ def optimize_fluence(
         x_start,
         jac=True,
         method="L-BFGS-B",
-        bounds=optimize.Bounds(np.zeros(n), np.full(n, np.inf)),
+        bounds=optimize.Bounds(np.zeros(n), np.where(free, np.inf, 0.0)),
         callback=callback,
         options={
             "maxiter": int(max_iterations),

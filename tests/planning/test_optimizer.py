@@ -202,3 +202,14 @@ def test_bad_inputs_are_refused():
     blind = MatrixOperator(np.zeros((320, LAYOUT.n_beamlets)))
     with pytest.raises(PlanningError, match="no dose"):
         optimize_fluence(blind, terms, LAYOUT, dose_scale_gy=10.0)
+
+
+def test_inactive_beamlets_stay_closed():
+    op, terms = _problem()
+    active = np.ones(LAYOUT.n_beamlets, dtype=bool)
+    active[::3] = False
+    res = optimize_fluence(op, terms, LAYOUT, dose_scale_gy=10.0, active=active)
+    assert not res.x[~active].any()
+    assert res.x[active].max() > 0
+    with pytest.raises(PlanningError, match="active"):
+        optimize_fluence(op, terms, LAYOUT, dose_scale_gy=10.0, active=np.zeros(3, bool))
