@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D
 from numpy.typing import ArrayLike, NDArray
 
 from lattice_plan.errors import GeometryError
-from lattice_plan.geometry.structure import StructureSet
+from lattice_plan.geometry.structure import StructureKind, StructureSet
 from lattice_plan.geometry.volume import Volume
 
 SOFT_TISSUE_WINDOW_HU = (-160.0, 240.0)  # W 400 / L 40
@@ -54,7 +54,8 @@ def orthogonal_slices(
     Contours of every structure are drawn in its colour; ``dose`` (Gy, on the
     CT grid) is shown as a colour wash above 10 % of its maximum with isodose
     lines at ``isodose_levels_gy``; ``markers_lps_mm`` (n, 3) mark points such
-    as vertex centres. The default point is the CT centre.
+    as vertex centres. The default point is the centroid of the first
+    non-empty GTV in ``structures``, else the CT centre.
     """
     grid = ct.grid
     if not grid.is_axis_aligned:
@@ -62,7 +63,13 @@ def orthogonal_slices(
     if dose is not None:
         grid.require_same(dose.grid, "dose for the slice figure")
     if point_lps_mm is None:
-        point_lps_mm = grid.points_lps_mm((np.array(grid.shape[::-1]) - 1) / 2.0)
+        gtvs = [] if structures is None else structures.of_kind(StructureKind.GTV)
+        gtvs = [s for s in gtvs if not s.is_empty]
+        point_lps_mm = (
+            gtvs[0].centroid_lps_mm()
+            if gtvs
+            else grid.points_lps_mm((np.array(grid.shape[::-1]) - 1) / 2.0)
+        )
     ijk = np.rint(grid.continuous_ijk(point_lps_mm)).astype(int)
     ijk = np.clip(ijk, 0, np.array(grid.shape[::-1]) - 1)
     kji = (int(ijk[2]), int(ijk[1]), int(ijk[0]))

@@ -74,6 +74,19 @@ def test_orthogonal_slices_with_dose_contours_and_markers(phantom, lattice_dose)
     assert np.abs(rendered(fig)[: plain.shape[0], : plain.shape[1]] - plain).mean() > 0.01
 
 
+def test_orthogonal_slices_default_point_is_the_gtv_centre(phantom):
+    fig = orthogonal_slices(phantom.ct, phantom.structures)
+    c = phantom.structures["GTV"].centroid_lps_mm()
+    grid = phantom.grid
+    at = grid.points_lps_mm(np.rint(grid.continuous_ijk(c)))  # nearest voxel centre
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == [
+        f"axial (z = {at[2]:.1f} mm)",
+        f"coronal (y = {at[1]:.1f} mm)",
+        f"sagittal (x = {at[0]:.1f} mm)",
+    ]
+
+
 def test_orthogonal_slices_refuses_dose_on_another_grid(phantom):
     other = Grid((4, 4, 4), (1.0, 1.0, 1.0))
     with pytest.raises(GeometryError, match="different grid"):

@@ -167,3 +167,31 @@ def test_report_without_qa_or_figures_still_lists_the_plans():
     text = render_report_html("t", {"Dmean (Gy)": {"SFRT": 5.0, "CRT": 8.0}}, reference_plan="CRT")
     assert text.index("CRT (reference)") < text.index("SFRT")
     assert "<img" not in text and "Protocol QA" not in text
+
+
+def test_report_on_the_phantom_with_slices_and_3d(phantom, tmp_path):
+    from lattice_plan.geometry.volume import Volume
+    from lattice_plan.viz.scene3d import build_scene, render_scene
+    from lattice_plan.viz.slices import orthogonal_slices
+
+    c = phantom.structures["GTV"].centroid_lps_mm()
+    r = np.linalg.norm(phantom.grid.voxel_centers_lps_mm() - c, axis=-1)
+    dose = Volume(8.0 * (r < 45.0), phantom.grid, "Gy")
+    scene = build_scene(phantom.structures, dose, reference_dose_gy=8.0, title="CRT")
+    path = write_report(
+        tmp_path / "report.html",
+        "phantom",
+        {"GTV Dmean (Gy)": {"CRT": 8.0, "SFRT": 6.5, "SCART": 9.1}},
+        figures=[
+            ("slices", orthogonal_slices(phantom.ct, phantom.structures, dose=dose)),
+            ("3D", render_scene(scene, window_size=(400, 300))),
+        ],
+    )
+    parsed = _Collect()
+    parsed.feed(path.read_text(encoding="utf-8"))
+    assert len(parsed.images) == 2
+    for src in parsed.images:
+        image = imread(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        assert image[..., :3].std() > 0.05
+    headers = [text for tag, _, text in parsed.cells if tag == "th"]
+    assert {"CRT (reference)", "SFRT", "SCART"} <= set(headers)
