@@ -55,6 +55,9 @@ def test_structure_surface_is_where_the_mask_is(name):
     radii = np.linalg.norm(np.asarray(mesh.points) - CENTER, axis=1)
     assert radii.mean() == pytest.approx(15.0, abs=0.4)
     assert mesh.is_manifold  # closed surface
+    # Normals point outwards (shading and VTK readers rely on it), also on mirroring grids.
+    outward = np.sum(np.asarray(mesh.point_normals) * (np.asarray(mesh.points) - CENTER), axis=1)
+    assert (outward > 0).mean() > 0.99
 
 
 def test_structure_surface_closes_at_the_grid_edge():
