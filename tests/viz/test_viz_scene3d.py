@@ -26,6 +26,7 @@ GRIDS = {
     "identity": np.eye(3),
     "flipped_x_y": np.diag([-1.0, -1.0, 1.0]),
     "oblique_30deg": _rot_z(30.0),
+    "reversed_slices": np.diag([1.0, 1.0, -1.0]),  # k runs inferior: a mirroring (det -1) affine
 }
 
 
