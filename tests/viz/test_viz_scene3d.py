@@ -74,7 +74,7 @@ def test_structure_surface_closes_at_the_grid_edge():
     assert mesh.volume == pytest.approx(exact, rel=2e-3)
 
 
-@pytest.mark.parametrize("name", ["identity", "oblique_30deg"])
+@pytest.mark.parametrize("name", ["identity", "oblique_30deg", "reversed_slices"])
 def test_isodose_surface_at_analytic_radius(name):
     grid = _grid(GRIDS[name], spacing=(1.5, 1.5, 1.5), n=40)
     r = np.linalg.norm(grid.voxel_centers_lps_mm() - CENTER, axis=-1)
@@ -85,6 +85,8 @@ def test_isodose_surface_at_analytic_radius(name):
     radii = np.linalg.norm(np.asarray(mesh.points) - CENTER, axis=1)
     assert radii.mean() == pytest.approx(12.0, abs=0.15)
     assert radii.max() - radii.min() < 1.0
+    outward = np.sum(np.asarray(mesh.point_normals) * (np.asarray(mesh.points) - CENTER), axis=1)
+    assert (outward > 0).mean() > 0.99
     assert scene3d.isodose_surface(dose, 25.0).n_points == 0  # never reached
     with pytest.raises(GeometryError, match="positive dose"):
         scene3d.isodose_surface(dose, -1.0)
