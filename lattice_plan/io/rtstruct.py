@@ -492,6 +492,8 @@ def write_rtstruct(
     )
     now = datetime.datetime.now()
     ds.OperatorsName = ""
+    ds.FrameOfReferenceUID = ct.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
     ds.StructureSetLabel = label[:16]
     ds.StructureSetDate = now.strftime("%Y%m%d")
     ds.StructureSetTime = now.strftime("%H%M%S")
@@ -561,6 +563,9 @@ def add_to_rtstruct(
     now = datetime.datetime.now()
     ds.StructureSetDate = now.strftime("%Y%m%d")
     ds.StructureSetTime = now.strftime("%H%M%S")
+    ds.FrameOfReferenceUID = ct.frame_of_reference_uid
+    if "PositionReferenceIndicator" not in ds:
+        ds.PositionReferenceIndicator = ""
     numbers = [int(r.ROINumber) for r in ds.StructureSetROISequence]
     if _add_rois(ds, items, ct, max(numbers, default=0) + 1) == 0:
         raise DicomError("no non-empty structure to add")
