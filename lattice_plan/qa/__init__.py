@@ -14,6 +14,7 @@ from lattice_plan.qa.builtin import (
     load_builtin_protocol,
 )
 from lattice_plan.qa.check import CheckResult, ConstraintResult, Verdict, check
+from lattice_plan.qa.dicom_check import check_dicom
 from lattice_plan.qa.matching import match_structure, tg263_key
 from lattice_plan.qa.protocol import (
     Arm,
@@ -43,6 +44,7 @@ __all__ = [
     "Verdict",
     "builtin_protocol_text",
     "check",
+    "check_dicom",
     "list_builtin_protocols",
     "load_builtin_protocol",
     "load_protocol",
