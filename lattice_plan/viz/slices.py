@@ -48,13 +48,16 @@ def orthogonal_slices(
     markers_lps_mm: ArrayLike | None = None,
     title: str = "",
     window_hu: tuple[float, float] = SOFT_TISSUE_WINDOW_HU,
+    marker_slab_mm: float = 5.0,
 ) -> Figure:
     """A figure with axial, coronal and sagittal CT slices through ``point_lps_mm``.
 
     Contours of every structure are drawn in its colour; ``dose`` (Gy, on the
     CT grid) is shown as a colour wash above 10 % of its maximum with isodose
     lines at ``isodose_levels_gy``; ``markers_lps_mm`` (n, 3) mark points such
-    as vertex centres. The default point is the centroid of the first
+    as vertex centres: bold where they lie within ``marker_slab_mm`` of the
+    slice plane (default 5 mm, the radius of a 10 mm vertex), small and grey
+    elsewhere (projected from other slices). The default point is the centroid of the first
     non-empty GTV in ``structures``, else the CT centre.
     """
     grid = ct.grid
@@ -129,14 +132,20 @@ def orthogonal_slices(
                         colors=[np.array(s.color) / 255.0],
                         linewidths=1.0,
                     )
+        pos = grid.points_lps_mm(np.array(ijk, dtype=float))
         if markers_lps_mm is not None:
-            m = np.atleast_2d(np.asarray(markers_lps_mm, dtype=float))
-            mx = {
-                "axial": (m[:, 0], m[:, 1]),
-                "coronal": (m[:, 0], m[:, 2]),
-                "sagittal": (m[:, 1], m[:, 2]),
-            }[view]
-            ax.plot(*mx, "+", color="yellow", markersize=8, markeredgewidth=1.5)
+            m = np.atleast_2d(np.asarray(markers_lps_mm, dtype=float)).reshape(-1, 3)
+            normal = {"axial": 2, "coronal": 1, "sagittal": 0}[view]
+            in_slab = np.abs(m[:, normal] - pos[normal]) <= marker_slab_mm
+            cols = {"axial": (0, 1), "coronal": (0, 2), "sagittal": (1, 2)}[view]
+            ax.plot(*(m[~in_slab][:, c] for c in cols), "+", color="0.75", markersize=5)
+            ax.plot(
+                *(m[in_slab][:, c] for c in cols),
+                "+",
+                color="yellow",
+                markersize=9,
+                markeredgewidth=1.5,
+            )
         labels = {
             "axial": ("x (R → L), mm", "y (A → P), mm"),
             "coronal": ("x (R → L), mm", "z (I → S), mm"),
@@ -144,7 +153,6 @@ def orthogonal_slices(
         }[view]
         ax.set_xlabel(labels[0])
         ax.set_ylabel(labels[1])
-        pos = grid.points_lps_mm(np.array(ijk, dtype=float))
         where = {
             "axial": f"z = {pos[2]:.1f}",
             "coronal": f"y = {pos[1]:.1f}",
@@ -157,6 +165,10 @@ def orthogonal_slices(
         handles = [
             Line2D([], [], color=np.array(s.color) / 255.0, label=s.name) for s in structures
         ]
+        if markers_lps_mm is not None:
+            handles.append(
+                Line2D([], [], color="yellow", marker="+", linestyle="", label="vertex centre")
+            )
         fig.legend(
             handles=handles, loc="outside lower center", ncol=min(len(handles), 9), fontsize=8
         )

@@ -69,6 +69,13 @@ def test_orthogonal_slices_with_dose_contours_and_markers(phantom, lattice_dose)
     labels = texts(fig)
     for needed in ("dose (Gy)", "GTV", "x (R → L), mm", "z (I → S), mm", "SFRT"):
         assert needed in labels
+    # Vertex centres: bold in the slice that cuts them (within 5 mm), grey where projected.
+    # The slices pass through the central vertex; the others are 15 mm off in x and z.
+    bold = [
+        sum(len(ln.get_xdata()) for ln in ax.lines if ln.get_color() == "yellow")
+        for ax in fig.axes[:3]
+    ]
+    assert bold == [1, 5, 1]  # axial (z), coronal (y: all five share it), sagittal (x)
     # Adding the dose changes the picture (colour wash).
     plain = rendered(orthogonal_slices(phantom.ct, phantom.structures, gtv.centroid_lps_mm()))
     assert np.abs(rendered(fig)[: plain.shape[0], : plain.shape[1]] - plain).mean() > 0.01
