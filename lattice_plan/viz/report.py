@@ -7,7 +7,8 @@ version. All inputs are plain data so any producer can fill them:
 - comparison: metric name -> plan name -> value (number, text or None);
 - qa: arm/plan name -> rows, each a mapping column -> value (e.g.
   {"structure": "SpinalCanal", "constraint": "D0.03cc <= 12 Gy",
-  "value": 9.8, "status": "pass"}); cells reading pass/fail/... are coloured;
+  "value": 9.8, "outcome": "per protocol"}); cells reading pass/fail, per protocol,
+  minor/major deviation, not evaluated are coloured; an optional verdict per arm;
 - figures: (caption, image) pairs where the image is a matplotlib Figure,
   an RGB(A) uint8 array (e.g. a rendered 3D scene), PNG bytes or a PNG file;
 - inputs: name -> value (files, spec parameters, prescription...).
@@ -42,15 +43,17 @@ _STATUS_CLASS = {
     "passed": "pass",
     "ok": "pass",
     "met": "pass",
-    "yes": "pass",
+    "per protocol": "pass",
     "fail": "fail",
     "failed": "fail",
     "violated": "fail",
-    "no": "fail",
+    "major deviation": "fail",
     "minor": "minor",
     "warning": "minor",
-    "variation": "minor",
     "acceptable variation": "minor",
+    "minor deviation": "minor",
+    "not evaluated": "na",
+    "incomplete": "na",
 }
 
 _CSS = """
@@ -60,7 +63,8 @@ table { border-collapse: collapse; margin: .5em 0 1.5em; font-size: .92em; }
 th, td { border: 1px solid #bbb; padding: .25em .6em; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 th.ref, td.ref { background: #eef3fb; }
-td.pass { background: #d8f5d8; } td.fail { background: #f8d0d0; } td.minor { background: #fbecc8; }
+.pass { background: #d8f5d8; } .fail { background: #f8d0d0; } .minor { background: #fbecc8; }
+.na { background: #e4e4e4; } span.verdict { padding: 0 .4em; font-weight: normal; }
 figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: .9em; color: #555; margin-top: .3em; }
 .meta { color: #555; font-size: .9em; }
@@ -196,6 +200,7 @@ def render_report_html(
     reference_plan: str | None = "CRT",
     plans: Sequence[str] | None = None,
     notes: Sequence[str] = (),
+    qa_verdicts: Mapping[str, str] | None = None,
     generated_utc: _dt.datetime | None = None,
 ) -> str:
     """The report as one HTML string (see the module docstring for the inputs)."""
@@ -216,6 +221,10 @@ def render_report_html(
         for arm, rows in qa.items():
             summary = _qa_summary(rows)
             suffix = f" <small>({e(summary)})</small>" if summary else ""
+            verdict = (qa_verdicts or {}).get(arm)
+            if verdict is not None:
+                cls = _STATUS_CLASS.get(str(verdict).strip().casefold(), "")
+                suffix = f' <span class="verdict {cls}">verdict: {e(str(verdict))}</span>' + suffix
             parts.append(f'<h3 class="qa-arm">{e(str(arm))}{suffix}</h3>')
             parts.append(qa_table_html(rows))
     if figures:
@@ -249,9 +258,12 @@ def write_report(
     reference_plan: str | None = "CRT",
     plans: Sequence[str] | None = None,
     notes: Sequence[str] = (),
+    qa_verdicts: Mapping[str, str] | None = None,
 ) -> Path:
     """Write :func:`render_report_html` to ``path`` atomically (UTF-8); returns the path."""
-    text = render_report_html(title, comparison, qa, figures, inputs, reference_plan, plans, notes)
+    text = render_report_html(
+        title, comparison, qa, figures, inputs, reference_plan, plans, notes, qa_verdicts
+    )
     target = Path(path)
     with atomic_output_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")

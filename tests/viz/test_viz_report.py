@@ -82,6 +82,30 @@ QA = {
             "status": "minor",
         }
     ],
+    # Rows as qa.check's ConstraintResult.to_dict() gives them.
+    "SCART": [
+        {
+            "structure": "GTV",
+            "metric": "D50%",
+            "value": 20.1,
+            "outcome": "per protocol",
+            "required": True,
+        },
+        {
+            "structure": "Skin",
+            "metric": "Dmax",
+            "value": None,
+            "outcome": "not evaluated",
+            "required": False,
+        },
+        {
+            "structure": "Bowel",
+            "metric": "D0.03cc",
+            "value": 9.4,
+            "outcome": "major deviation",
+            "required": True,
+        },
+    ],
 }
 
 
@@ -99,6 +123,7 @@ def page(tmp_path_factory):
         figures=[("DVH", _figure()), ("3D scene", rgb), ("from file", png_file)],
         inputs={"CT": "demo-out/CT", "spec": "a & b <c>", "seed": 0},
         notes=["synthetic data"],
+        qa_verdicts={"SCART": "major deviation"},
     )
     text = path.read_text(encoding="utf-8")
     parser = _Collect()
@@ -140,6 +165,12 @@ def test_qa_outcome_per_arm_is_coloured(page):
     statuses = {c[2]: c[1] for c in parsed.cells if c[2] in ("pass", "fail", "minor")}
     assert statuses == {"pass": "pass", "fail": "fail", "minor": "minor"}
     assert "1 fail, 1 pass" in text and "1 minor" in text
+    outcomes = {c[2]: c[1] for c in parsed.cells if "deviation" in c[2] or "protocol" in c[2]}
+    assert outcomes == {"per protocol": "pass", "major deviation": "fail"}
+    # Booleans (the "required" column) are shown as yes/no without a pass/fail colour.
+    assert {c[1] for c in parsed.cells if c[2] in ("yes", "no")} == {""}
+    assert '<span class="verdict fail">verdict: major deviation</span>' in text
+    assert "1 fail, 1 na, 1 pass" in text
 
 
 def test_text_is_escaped_and_version_shown(page):
