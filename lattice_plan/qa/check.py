@@ -25,7 +25,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,6 +285,7 @@ def check(
     fractions: int | None = None,
     plan_name: str = "",
     subdivisions: int | None = None,
+    unusable: Mapping[str, str] | None = None,
 ) -> CheckResult:
     """Check a plan's dose against the constraints of one arm of ``protocol``.
 
@@ -293,7 +294,9 @@ def check(
     for the whole course, from any planning system. ``fractions`` is the plan's
     number of fractions (for EQD2/BED metrics and the fractionation check); by
     default the plan's, else the arm's. ``subdivisions`` is passed to the DVH
-    sampling (sub-voxels per axis; None chooses by structure size).
+    sampling (sub-voxels per axis; None chooses by structure size). ``unusable``
+    maps plan structure names to a reason they cannot be evaluated (e.g. contours
+    reaching outside the dose grid): their constraints are "not evaluated" with it.
     """
     if isinstance(plan_or_dose, Plan):
         plan = plan_or_dose
@@ -326,7 +329,7 @@ def check(
             arm_obj.fractions,
         )
     resolver = _StructureResolver(protocol, structures)
-    dvhs: dict[str, DVH | str] = {}
+    dvhs: dict[str, DVH | str] = {k.casefold(): v for k, v in (unusable or {}).items()}
     rows = tuple(
         _evaluate(c, arm_obj, dose, resolver, dvhs, fractions, subdivisions)
         for c in arm_obj.constraints
@@ -382,9 +385,7 @@ def _evaluate(
             dvhs[key] = str(exc)
     dvh = dvhs[key]
     if isinstance(dvh, str):
-        return _row(
-            c, structure.name, None, Outcome.NOT_EVALUATED, f"cannot compute its DVH: {dvh}"
-        )
+        return _row(c, structure.name, None, Outcome.NOT_EVALUATED, f"not evaluable: {dvh}")
     spec = _metrics.parse(c.metric)
     prescription_gy = arm.prescription(c.prescription).dose_gy if spec.needs_prescription else None
     value = evaluate_metric(

@@ -3,7 +3,9 @@
 The RTDOSE gives the dose grid; the RTSTRUCT's ROIs are rasterised on that
 grid (the CT is not needed, which suits partial exports); the RTPLAN, when
 given, gives the number of fractions for EQD2/BED metrics and the
-fractionation check.
+fractionation check. An ROI whose contours reach outside the dose grid would
+lose that part when rasterised, so its constraints are "not evaluated" with
+the reason rather than judged on part of the organ.
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
+
 from lattice_plan.errors import ProtocolError
+from lattice_plan.geometry.grid import Grid
 from lattice_plan.geometry.volume import Volume
+from lattice_plan.io.dicom_common import read_dataset
 from lattice_plan.io.rtdose import load_rtdose
 from lattice_plan.io.rtplan import read_rtplan
 from lattice_plan.io.rtstruct import read_rtstruct
@@ -88,4 +94,33 @@ def check_dicom(
         fractions=fractions,
         plan_name=plan_name,
         subdivisions=subdivisions,
+        unusable=rois_outside_grid(rtstruct_path, dose.grid),
     )
+
+
+def rois_outside_grid(rtstruct_path: str | os.PathLike[str], grid: Grid) -> dict[str, str]:
+    """ROI name -> how much of it lies outside ``grid``, for ROIs with contour points beyond
+    its voxels (more than half a voxel past the outermost voxel centres)."""
+    ds = read_dataset(rtstruct_path, what="RTSTRUCT")
+    names = {
+        int(r.ROINumber): str(r.get("ROIName", "")) for r in ds.get("StructureSetROISequence", [])
+    }
+    out = {}
+    for rc in ds.get("ROIContourSequence", []):
+        points = [
+            np.asarray([float(v) for v in c.ContourData], dtype=float).reshape(-1, 3)
+            for c in rc.get("ContourSequence", []) or []
+            if len(c.get("ContourData", []) or []) >= 3
+        ]
+        if not points:
+            continue
+        pts = np.concatenate(points)
+        outside = int(np.count_nonzero(~grid.contains_lps(pts)))
+        if outside:
+            name = names.get(int(rc.ReferencedROINumber), f"ROI_{int(rc.ReferencedROINumber)}")
+            out[name] = (
+                f"{outside} of its {len(pts)} contour points lie outside the dose grid, so its "
+                "DVH would miss that part; export a dose grid that covers it"
+            )
+            log.warning("RTSTRUCT %s: ROI %r %s", str(rtstruct_path), name, out[name])
+    return out

@@ -224,6 +224,15 @@ def test_structure_outside_the_dose_grid_is_not_evaluated():
     assert "outside the dose grid" in row.note
 
 
+def test_unusable_structures_are_not_evaluated_with_the_reason():
+    protocol = parse_protocol(PROTOCOL.replace("REQUIRED", "false"))
+    reason = "3 of its 40 contour points lie outside the dose grid"
+    result = check(_dose(), _structures(), protocol, "A", unusable={"spinal cord": reason})
+    row = result.rows[0]
+    assert row.plan_structure == "Spinal Cord" and row.outcome is Outcome.NOT_EVALUATED
+    assert reason in row.note and result.verdict is Verdict.INCOMPLETE
+
+
 def test_fractions_differing_from_the_arm_is_a_major_deviation_and_feed_eqd2():
     protocol = parse_protocol(
         PROTOCOL.replace("REQUIRED", "false").replace(

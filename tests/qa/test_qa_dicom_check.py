@@ -12,7 +12,7 @@ from lattice_plan.analysis.radiobiology import eqd2_gy
 from lattice_plan.errors import ProtocolError
 from lattice_plan.io.dicom_common import DicomWarning
 from lattice_plan.qa.check import Verdict
-from lattice_plan.qa.dicom_check import check_dicom
+from lattice_plan.qa.dicom_check import check_dicom, rois_outside_grid
 from lattice_plan.qa.protocol import Outcome, parse_protocol
 from tests.conftest import reference_path
 
@@ -201,3 +201,18 @@ def test_fractions_contradicting_the_rtplan_is_refused():
             rtplan_path=folder / "rtplan.dcm",
             fractions=5,
         )
+
+
+def test_rois_reaching_outside_the_dose_grid_are_found():
+    folder = reference_path("dicom", "breast-boost-plan")
+    from lattice_plan.io.rtdose import read_rtdose
+
+    grid = read_rtdose(folder / "rtdose.dcm").grid
+    assert rois_outside_grid(folder / "rtss.dcm", grid) == {}  # the TPS grid covers every ROI
+    # Keep slices z <= 60 mm only (origin z = -122.44 mm, 3 mm slices): the lung (contours up
+    # to z = 129.6 mm) body and the Borders ROI reach beyond it; the breast (z <= 51.6 mm) does not.
+    n_keep = int((60.0 - grid.origin_lps_mm[2]) // 3.0) + 1
+    cropped = grid.crop((0, 0, 0), (n_keep, *grid.shape[1:]))
+    outside = rois_outside_grid(folder / "rtss.dcm", cropped)
+    assert set(outside) == {"BODY", "Lt Lung", "Borders"}  # Borders: z 69.6-72.6 mm
+    assert "outside the dose grid" in outside["Lt Lung"]
