@@ -1,0 +1,635 @@
+"""The pencil-beam dose engine bound to one patient CT, and its linear fluence operator.
+
+Per beam (DESIGN.md section 4):
+
+1. Radiological depth of every dose point along its divergent ray: density
+   is sampled on a beam-aligned fan grid, summed along the rays and
+   interpolated back (:mod:`lattice_plan.kernels.raytrace`), O(points).
+2. The fluence at the isocentre plane (aperture or beamlet map, times the
+   in-air off-axis ratio) is convolved by FFT with each lateral kernel of
+   the beam model (fine grid for the primary, coarse grid for the broad ones).
+3. Each point takes the convolved maps at its projection, weighted by the
+   component's depth function at its radiological depth and by the inverse
+   square (SAD / s)^2 (:mod:`lattice_plan.kernels.superposition`).
+
+Dose is in Gy: ``mu * model.gy_per_mu * sum_c ...``. The operator
+(:class:`FluenceOperator`) is the same computation as a linear map of beamlet
+weights, with its exact adjoint for gradients.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numba
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import fft as sfft
+
+from lattice_plan.dose.beam import Beam, FluenceMap
+from lattice_plan.dose.fluence import (
+    MapGrid,
+    beam_fluence,
+    field_bounds_mm,
+    modulation_factor,
+    paint_matrices,
+)
+from lattice_plan.dose.hu import HUDensityTable
+from lattice_plan.dose.model import BeamModel, MapKernels
+from lattice_plan.errors import DoseError
+from lattice_plan.geometry.grid import Grid
+from lattice_plan.geometry.iec import T_bld_from_lps
+from lattice_plan.geometry.structure import Structure
+from lattice_plan.geometry.volume import Volume, resample_array
+from lattice_plan.kernels.raytrace import fan_coordinates_and_depth, radiological_depth_grid
+from lattice_plan.kernels.superposition import gather_beam, scatter_beam
+
+log = logging.getLogger(__name__)
+
+_GEOMETRY_CACHE_BYTES = 768 * 1024**2
+
+
+@dataclass(frozen=True, eq=False)
+class PointGeometry:
+    """Per-point quantities of one beam: projection to the isocentre plane and depth weights.
+
+    u_mm, v_mm: (n,) float32 BLD coordinates of the point's ray at the isocentre plane.
+    weights: (n_components, n) float32, depth function at the radiological depth times
+        (SAD / s)^2 (model units; zero for points at or behind the source).
+    depth_mm: (n,) float32 radiological depth (mm of water).
+    inverse_square: (n,) float32 (SAD / s)^2, s the distance from the source along the axis.
+    """
+
+    u_mm: NDArray[np.float32]
+    v_mm: NDArray[np.float32]
+    weights: NDArray[np.float32]
+    depth_mm: NDArray[np.float32]
+    inverse_square: NDArray[np.float32]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(
+            a.nbytes
+            for a in (self.u_mm, self.v_mm, self.weights, self.depth_mm, self.inverse_square)
+        )
+
+    def with_model(self, model: BeamModel) -> PointGeometry:
+        """The same points with the depth weights of another beam model."""
+        w = model.depth_functions(self.depth_mm.astype(np.float64)) * self.inverse_square
+        return replace(self, weights=np.ascontiguousarray(w, dtype=np.float32))
+
+
+def _box_corners(lo: NDArray, hi: NDArray) -> NDArray[np.float64]:
+    return np.array(
+        [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+    )
+
+
+class DoseEngine:
+    """Pencil-beam dose on a dose grid for one CT.
+
+    Args:
+        ct: the CT in HU (axis-aligned; an oblique CT is refused).
+        body: the body outline (EXTERNAL) on the CT grid. Density outside it is
+            set to zero (air) and the dose grid is cropped to its bounding box.
+        model: the beam model (default: the shipped commissioned 6 MV model).
+        dose_spacing_mm: isotropic dose-grid pitch; not finer than the CT's finest pitch.
+        hu_table: HU to relative electron density (default: :meth:`HUDensityTable.default`).
+    """
+
+    def __init__(
+        self,
+        ct: Volume,
+        body: Structure | None = None,
+        model: BeamModel | None = None,
+        dose_spacing_mm: float = 2.5,
+        hu_table: HUDensityTable | None = None,
+    ) -> None:
+        if ct.unit != "HU":
+            raise DoseError(f"the dose engine needs a CT in HU, got a volume in {ct.unit!r}")
+        grid = ct.grid
+        if not grid.is_axis_aligned:
+            raise DoseError(
+                "the CT is oblique or tilted (direction cosines not along LPS axes); "
+                "resample it onto an axis-aligned grid before computing dose"
+            )
+        if not (math.isfinite(dose_spacing_mm) and dose_spacing_mm > 0):
+            raise DoseError(f"dose_spacing_mm must be positive, got {dose_spacing_mm}")
+        if dose_spacing_mm < min(grid.spacing_mm) - 1e-6:
+            raise DoseError(
+                f"dose grid spacing {dose_spacing_mm} mm is finer than the CT "
+                f"({min(grid.spacing_mm)} mm); use a dose spacing of at least the CT pitch"
+            )
+        self.ct = ct
+        self.model = model if model is not None else BeamModel.load_default()
+        self.hu_table = hu_table if hu_table is not None else HUDensityTable.default()
+        self.dose_spacing_mm = float(dose_spacing_mm)
+        density = self.hu_table.density(ct.array)
+        if body is not None:
+            grid.require_same(body.grid, f"body structure {body.name!r}")
+            body.require_nonempty("the dose grid")
+            density = np.where(body.mask, density, np.float32(0.0)).astype(np.float32)
+            lo, hi = body.bounding_box_kji()
+        else:
+            lo, hi = np.zeros(3, dtype=int), np.array(grid.shape)
+        self._density = np.ascontiguousarray(density, dtype=np.float32)
+        sub = grid.crop(lo, hi)
+        self.dose_grid: Grid = sub.with_spacing(self.dose_spacing_mm)
+        if body is not None:
+            inside = (
+                resample_array(body.mask.astype(np.float32), grid, self.dose_grid, order=0) > 0.5
+            )
+        else:
+            inside = np.ones(self.dose_grid.shape, dtype=bool)
+        self._active_flat = np.flatnonzero(inside).astype(np.int64)
+        self._pos_of_flat = np.full(self.dose_grid.n_voxels, -1, dtype=np.int64)
+        self._pos_of_flat[self._active_flat] = np.arange(len(self._active_flat))
+        self._density_corners = _box_corners(*sub.bounds_lps_mm())
+        self._ray_mm = min(self.dose_spacing_mm, *grid.spacing_mm)
+        self._step_mm = 0.5 * min(grid.spacing_mm)
+        self._points: NDArray[np.float64] | None = None
+        self._geometry_cache: OrderedDict[tuple, PointGeometry] = OrderedDict()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_active(self) -> int:
+        """Number of dose-grid voxels inside the body (the ones that get dose)."""
+        return len(self._active_flat)
+
+    @property
+    def active_mask(self) -> NDArray[np.bool_]:
+        """Dose-grid voxels inside the body, [k, j, i]."""
+        m = np.zeros(self.dose_grid.n_voxels, dtype=bool)
+        m[self._active_flat] = True
+        return m.reshape(self.dose_grid.shape)
+
+    def _voxel_points(self) -> NDArray[np.float64]:
+        if self._points is None:
+            pts = self.dose_grid.voxel_centers_lps_mm().reshape(-1, 3)
+            self._points = np.ascontiguousarray(pts[self._active_flat])
+        return self._points
+
+    # ------------------------------------------------------------------ geometry
+    def _check_beam(self, beam: Beam) -> None:
+        if not isinstance(beam, Beam):
+            raise DoseError(f"expected a Beam, got {type(beam).__name__}")
+        if not bool(self.ct.grid.contains_lps(np.asarray(beam.isocenter_lps_mm))):
+            lo, hi = self.ct.grid.bounds_lps_mm()
+            raise DoseError(
+                f"beam {beam.name!r}: isocentre {beam.isocenter_lps_mm} mm lies outside the CT "
+                f"(LPS {tuple(np.round(lo, 1))} to {tuple(np.round(hi, 1))} mm); "
+                "place the isocentre inside the patient"
+            )
+        field_bounds_mm(beam)
+
+    def _T_bld(self, beam: Beam) -> NDArray[np.float64]:
+        return T_bld_from_lps(
+            beam.isocenter_lps_mm,
+            beam.gantry_deg,
+            beam.collimator_deg,
+            beam.couch_deg,
+            self.ct.grid.patient_position,
+        )
+
+    def point_geometry(self, beam: Beam, points_lps_mm: NDArray[np.float64]) -> PointGeometry:
+        """Projection, radiological depth and depth weights of points (n, 3) LPS mm for a beam."""
+        pts = np.ascontiguousarray(np.asarray(points_lps_mm, dtype=np.float64).reshape(-1, 3))
+        T = self._T_bld(beam)
+        sad = float(beam.sad_mm)
+        corners = _box_corners(pts.min(axis=0), pts.max(axis=0))
+        c_bld = corners @ T[:3, :3].T + T[:3, 3]
+        s_c = sad - c_bld[:, 2]
+        if np.any(s_c <= 1.0):
+            raise DoseError(
+                f"beam {beam.name!r}: dose points reach the source (SAD {sad} mm); "
+                "the patient must lie between the source and beyond"
+            )
+        u_c = c_bld[:, 0] * sad / s_c
+        v_c = c_bld[:, 1] * sad / s_c
+        h = self._ray_mm
+        u0 = float(u_c.min() - h)
+        v0 = float(v_c.min() - h)
+        nu = math.ceil((u_c.max() + h - u0) / h) + 1
+        nv = math.ceil((v_c.max() + h - v0) / h) + 1
+        d_bld = self._density_corners @ T[:3, :3].T + T[:3, 3]
+        ds = self._step_mm
+        s0 = float(max(min((sad - d_bld[:, 2]).min(), s_c.min()) - ds, 1.0))
+        ns = math.ceil((s_c.max() + ds - s0) / ds) + 1
+        M = (self.ct.grid.ijk_from_lps @ np.linalg.inv(T))[:3, :]
+        grid = np.empty((nv, nu, ns), dtype=np.float32)
+        radiological_depth_grid(
+            self._density, np.ascontiguousarray(M), u0, h, nu, v0, h, nv, s0, ds, ns, sad, grid
+        )
+        n = len(pts)
+        u = np.empty(n)
+        v = np.empty(n)
+        s = np.empty(n)
+        d = np.empty(n)
+        fan_coordinates_and_depth(
+            pts, np.ascontiguousarray(T[:3, :]), sad, grid, u0, h, v0, h, s0, ds, u, v, s, d
+        )
+        isq = np.divide(sad * sad, s * s, out=np.zeros(n), where=s > 0)
+        w = self.model.depth_functions(d) * isq[None, :]
+        return PointGeometry(
+            u.astype(np.float32),
+            v.astype(np.float32),
+            np.ascontiguousarray(w, dtype=np.float32),
+            d.astype(np.float32),
+            isq.astype(np.float32),
+        )
+
+    def voxel_geometry(self, beam: Beam) -> PointGeometry:
+        """:meth:`point_geometry` of the active dose voxels, cached per beam geometry."""
+        key = (
+            tuple(round(c, 6) for c in beam.isocenter_lps_mm),
+            round(beam.gantry_deg, 6),
+            round(beam.collimator_deg, 6),
+            round(beam.couch_deg, 6),
+            round(beam.sad_mm, 6),
+        )
+        hit = self._geometry_cache.get(key)
+        if hit is not None:
+            self._geometry_cache.move_to_end(key)
+            return hit
+        geom = self.point_geometry(beam, self._voxel_points())
+        self._geometry_cache[key] = geom
+        while (
+            len(self._geometry_cache) > 1
+            and sum(g.nbytes for g in self._geometry_cache.values()) > _GEOMETRY_CACHE_BYTES
+        ):
+            self._geometry_cache.popitem(last=False)
+        return geom
+
+    def _map_grids(
+        self, beam: Beam, geom: PointGeometry, model: BeamModel | None = None
+    ) -> tuple[MapGrid, MapGrid]:
+        """(fine, coarse) fluence grids: field plus each kernel's reach, within reach of the points."""
+        model = self.model if model is None else model
+        flo, fhi = field_bounds_mm(beam)
+        grids = []
+        fine_reach = (model.map_kernels().fine.shape[0] // 2 + 2) * model.fine_mm
+        for reach, h in ((fine_reach, model.fine_mm), (model.kernel_radius_mm, model.coarse_mm)):
+            lo = np.array(flo) - reach
+            hi = np.array(fhi) + reach
+            if len(geom.u_mm):
+                # a point takes fluence from up to the kernel reach around its projection
+                lo = np.maximum(
+                    lo, [float(geom.u_mm.min()) - reach, float(geom.v_mm.min()) - reach]
+                )
+                hi = np.minimum(
+                    hi, [float(geom.u_mm.max()) + reach, float(geom.v_mm.max()) + reach]
+                )
+            hi = np.maximum(hi, lo)
+            grids.append(MapGrid.covering(tuple(lo), tuple(hi), h))
+        return grids[0], grids[1]
+
+    # ------------------------------------------------------------------ dose
+    def _dose_into(
+        self,
+        beam: Beam,
+        geom: PointGeometry,
+        sel: NDArray[np.int64],
+        out: NDArray,
+        model: BeamModel | None = None,
+    ) -> None:
+        """Add the beam's dose (Gy) at points ``sel`` of ``geom`` to ``out``.
+
+        ``model`` overrides the engine's model (its weights must be in ``geom``).
+        """
+        if beam.mu == 0:
+            return
+        model = self.model if model is None else model
+        fine_grid, coarse_grid = self._map_grids(beam, geom, model)
+        conv = _Convolver(model.map_kernels(), fine_grid, coarse_grid)
+        fine, coarse = conv.forward(
+            beam_fluence(beam, model, fine_grid), beam_fluence(beam, model, coarse_grid)
+        )
+        _gather(
+            fine,
+            coarse,
+            fine_grid,
+            coarse_grid,
+            conv.rows,
+            geom,
+            sel,
+            beam.mu * model.gy_per_mu,
+            out,
+        )
+
+    def beam_dose(self, beam: Beam) -> Volume:
+        """Dose (Gy) of one beam for its MU on the dose grid; zero outside the body."""
+        return self.compute([beam])
+
+    def compute(self, beams: Sequence[Beam]) -> Volume:
+        """Total dose (Gy) of the beams for their MU on the dose grid; zero outside the body."""
+        beams = list(beams)
+        if not beams:
+            raise DoseError("compute needs at least one beam")
+        for b in beams:
+            self._check_beam(b)
+        acc = np.zeros(self.n_active)
+        sel = np.arange(self.n_active, dtype=np.int64)
+        for b in beams:
+            self._dose_into(b, self.voxel_geometry(b), sel, acc)
+        arr = np.zeros(self.dose_grid.n_voxels)
+        arr[self._active_flat] = acc
+        return Volume(arr.reshape(self.dose_grid.shape), self.dose_grid, "Gy")
+
+    def point_dose(self, beams: Sequence[Beam], points_lps_mm: ArrayLike) -> NDArray[np.float64]:
+        """Total dose (Gy) of the beams at arbitrary points (n, 3) LPS mm (same model, no grid)."""
+        pts = np.asarray(points_lps_mm, dtype=np.float64).reshape(-1, 3)
+        if not np.all(np.isfinite(pts)):
+            raise DoseError("dose points must be finite LPS coordinates in mm")
+        beams = list(beams)
+        for b in beams:
+            self._check_beam(b)
+        out = np.zeros(len(pts))
+        sel = np.arange(len(pts), dtype=np.int64)
+        for b in beams:
+            self._dose_into(b, self.point_geometry(b, pts), sel, out)
+        return out
+
+    def operator(self, beams: Sequence[Beam], beamlet_mm: float = 5.0) -> FluenceOperator:
+        """The linear beamlet-weights -> dose operator for these beams (see :class:`FluenceOperator`)."""
+        return FluenceOperator(self, beams, beamlet_mm)
+
+    # ------------------------------------------------------------------ voxel subsets
+    def selection(
+        self, voxels: ArrayLike | None
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
+        """(sel, where, n_out) for a voxel subset: active positions, their output slots, output length.
+
+        ``voxels``: None (all voxels; output is the whole grid), a boolean mask of the
+        dose-grid shape, or flat indices into the dose grid.
+        """
+        if voxels is None:
+            return (
+                np.arange(self.n_active, dtype=np.int64),
+                self._active_flat,
+                self.dose_grid.n_voxels,
+            )
+        vox = np.asarray(voxels)
+        if vox.dtype == np.bool_:
+            if vox.shape != self.dose_grid.shape:
+                raise DoseError(
+                    f"voxel mask has shape {vox.shape}; it must have the dose-grid shape "
+                    f"{self.dose_grid.shape}"
+                )
+            flat = np.flatnonzero(vox)
+        else:
+            if not np.issubdtype(vox.dtype, np.integer) or vox.ndim != 1:
+                raise DoseError("voxels must be a boolean mask or a 1D array of flat indices")
+            flat = vox.astype(np.int64)
+            if len(flat) and (flat.min() < 0 or flat.max() >= self.dose_grid.n_voxels):
+                raise DoseError(
+                    f"voxel indices must lie in 0..{self.dose_grid.n_voxels - 1} (flat dose-grid index)"
+                )
+        pos = self._pos_of_flat[flat]
+        where = np.flatnonzero(pos >= 0)
+        return np.ascontiguousarray(pos[where]), where, len(flat)
+
+
+class FluenceOperator:
+    """Dose as a linear function of the beamlet weights of a set of beams.
+
+    ``x`` (all beams' beamlet weights concatenated, each beam's map row-major
+    [ny, nx] with rows along +Y_b) is the MU-weighted relative fluence: a
+    beamlet of weight 1 delivers the fluence of one MU of open field over its
+    square. ``forward(x)`` gives dose in Gy; a beam's own ``mu`` is ignored
+    (use :meth:`beams_from_x` to turn weights back into beams with MU and a
+    fluence map). ``adjoint(g)`` gives (d dose / d x)^T g, so the gradient of a
+    scalar objective f(dose) is ``adjoint(df/ddose)``.
+
+    Beams that carry a :class:`FluenceMap` keep its beamlet grid; the others get
+    a map of ``beamlet_mm`` squares covering their jaws.
+    """
+
+    def __init__(self, engine: DoseEngine, beams: Sequence[Beam], beamlet_mm: float = 5.0) -> None:
+        if not (math.isfinite(beamlet_mm) and beamlet_mm > 0):
+            raise DoseError(f"beamlet_mm must be positive, got {beamlet_mm}")
+        beams = list(beams)
+        if not beams:
+            raise DoseError("the fluence operator needs at least one beam")
+        self.engine = engine
+        self.model = engine.model
+        self.beams: list[Beam] = []
+        self._parts: list[dict] = []
+        sizes = []
+        for b in beams:
+            engine._check_beam(b)
+            fmap = b.fluence if b.fluence is not None else FluenceMap.covering(b.jaws, beamlet_mm)
+            beam = replace(b, fluence=fmap)
+            geom = engine.voxel_geometry(beam)
+            fine_grid, coarse_grid = engine._map_grids(beam, geom)
+            paint = []
+            for g in (fine_grid, coarse_grid):
+                oy, ox = paint_matrices(fmap, g)
+                paint.append((oy, ox, modulation_factor(beam, self.model, g)))
+            conv = _Convolver(self.model.map_kernels(), fine_grid, coarse_grid)
+            self.beams.append(beam)
+            self._parts.append(
+                {
+                    "geom": geom,
+                    "grids": (fine_grid, coarse_grid),
+                    "paint": paint,
+                    "conv": conv,
+                    "shape": fmap.shape,
+                }
+            )
+            sizes.append(fmap.values.size)
+        self.sizes = np.array(sizes, dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])
+        self._n_chunks = max(1, numba.get_num_threads())
+
+    @property
+    def n_beamlets(self) -> int:
+        return int(self.offsets[-1])
+
+    def split(self, x: ArrayLike) -> list[NDArray[np.float64]]:
+        """Per-beam beamlet maps [ny, nx] (views of x)."""
+        x = self._check_x(x)
+        return [
+            x[self.offsets[n] : self.offsets[n + 1]].reshape(p["shape"])
+            for n, p in enumerate(self._parts)
+        ]
+
+    def join(self, maps: Sequence[ArrayLike]) -> NDArray[np.float64]:
+        """Concatenate per-beam maps into one weight vector (inverse of :meth:`split`)."""
+        if len(maps) != len(self._parts):
+            raise DoseError(f"expected {len(self._parts)} beam maps, got {len(maps)}")
+        out = []
+        for m, p in zip(maps, self._parts, strict=True):
+            a = np.asarray(m, dtype=float)
+            if a.shape != p["shape"]:
+                raise DoseError(f"beam map has shape {a.shape}, expected {p['shape']}")
+            out.append(a.ravel())
+        return np.concatenate(out)
+
+    def x_open(self) -> NDArray[np.float64]:
+        """Weights of 1 MU of open fluence in every beamlet (or each beam's own map values)."""
+        return self.join([b.fluence.values for b in self.beams])  # type: ignore[union-attr]
+
+    def beams_from_x(self, x: ArrayLike) -> list[Beam]:
+        """Beams whose MU is the largest weight and whose fluence map is x / MU (zero-weight beams get MU 0)."""
+        out = []
+        for b, m in zip(self.beams, self.split(x), strict=True):
+            mu = float(m.max())
+            fm = b.fluence.with_values(m / mu) if mu > 0 else b.fluence  # type: ignore[union-attr]
+            out.append(replace(b, fluence=fm, mu=mu))
+        return out
+
+    def _check_x(self, x: ArrayLike) -> NDArray[np.float64]:
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (self.n_beamlets,):
+            raise DoseError(f"x must have shape ({self.n_beamlets},), got {x.shape}")
+        return x
+
+    def forward(self, x: ArrayLike, voxels: ArrayLike | None = None) -> NDArray[np.float64]:
+        """Dose (Gy) of weights x: the dose-grid array, or 1D over ``voxels`` (mask or flat indices)."""
+        x = self._check_x(x)
+        sel, where, n_out = self.engine.selection(voxels)
+        acc = np.zeros(len(sel))
+        scale = float(self.model.gy_per_mu)
+        for xb, part in zip(self.split(x), self._parts, strict=True):
+            if not np.any(xb):
+                continue
+            painted = [(oy.T @ xb @ ox) * factor for oy, ox, factor in part["paint"]]
+            conv = part["conv"]
+            fine, coarse = conv.forward(painted[0], painted[1])
+            _gather(fine, coarse, *part["grids"], conv.rows, part["geom"], sel, scale, acc)
+        out = np.zeros(n_out)
+        out[where] = acc
+        return out.reshape(self.engine.dose_grid.shape) if voxels is None else out
+
+    def adjoint(self, g: ArrayLike, voxels: ArrayLike | None = None) -> NDArray[np.float64]:
+        """(d dose / d x)^T g for g shaped like :meth:`forward`'s output with the same ``voxels``."""
+        sel, where, n_out = self.engine.selection(voxels)
+        g = np.asarray(g, dtype=np.float64)
+        expected = self.engine.dose_grid.shape if voxels is None else (n_out,)
+        if g.shape != expected:
+            raise DoseError(f"g must have shape {expected}, got {g.shape}")
+        g_sel = np.ascontiguousarray(g.reshape(-1)[where])
+        scale = float(self.model.gy_per_mu)
+        out = []
+        for part in self._parts:
+            fine_grid, coarse_grid = part["grids"]
+            conv = part["conv"]
+            geom = part["geom"]
+            fine_buf = np.zeros((self._n_chunks, fine_grid.ny, fine_grid.nx))
+            coarse_buf = np.zeros((self._n_chunks, len(conv.rows), coarse_grid.ny, coarse_grid.nx))
+            scatter_beam(
+                g_sel,
+                fine_grid.x0_mm,
+                fine_grid.y0_mm,
+                fine_grid.h_mm,
+                coarse_grid.x0_mm,
+                coarse_grid.y0_mm,
+                coarse_grid.h_mm,
+                conv.rows,
+                geom.u_mm,
+                geom.v_mm,
+                geom.weights,
+                sel,
+                scale,
+                fine_buf,
+                coarse_buf,
+            )
+            back = conv.adjoint(fine_buf.sum(axis=0), coarse_buf.sum(axis=0))
+            xb = np.zeros(part["shape"])
+            for (oy, ox, factor), b in zip(part["paint"], back, strict=True):
+                xb += oy @ (b * factor) @ ox.T
+            out.append(xb.ravel())
+        return np.concatenate(out)
+
+
+def _gather(
+    fine: NDArray,
+    coarse: NDArray,
+    fine_grid: MapGrid,
+    coarse_grid: MapGrid,
+    rows: NDArray[np.int64],
+    geom: PointGeometry,
+    sel: NDArray[np.int64],
+    scale: float,
+    out: NDArray,
+) -> None:
+    gather_beam(
+        fine,
+        fine_grid.x0_mm,
+        fine_grid.y0_mm,
+        fine_grid.h_mm,
+        coarse,
+        coarse_grid.x0_mm,
+        coarse_grid.y0_mm,
+        coarse_grid.h_mm,
+        rows,
+        geom.u_mm,
+        geom.v_mm,
+        geom.weights,
+        sel,
+        float(scale),
+        out,
+    )
+
+
+class _Convolver:
+    """'Same'-size linear convolution of the fine and coarse fluence maps with the model kernels.
+
+    FFT based (zero padding to at least map + kernel - 1, so no wrap-around);
+    the adjoint correlates with the same kernels, which is the exact transpose.
+    """
+
+    def __init__(self, kernels: MapKernels, fine_grid: MapGrid, coarse_grid: MapGrid) -> None:
+        self.rows = kernels.coarse_rows
+        self._fine = self._plan(kernels.fine, fine_grid.shape)
+        self._coarse = [self._plan(k, coarse_grid.shape) for k in kernels.coarse]
+
+    @staticmethod
+    def _plan(kernel: NDArray, shape: tuple[int, int]) -> tuple:
+        ky, kx = kernel.shape
+        if ky == 1 and kx == 1:
+            return (float(kernel[0, 0]),)
+        size = (
+            sfft.next_fast_len(shape[0] + ky - 1, True),
+            sfft.next_fast_len(shape[1] + kx - 1, True),
+        )
+        spec = sfft.rfft2(kernel, size)
+        spec_flip = sfft.rfft2(kernel[::-1, ::-1], size)
+        return (size, spec, spec_flip, ky // 2, kx // 2, shape)
+
+    @staticmethod
+    def _apply(plan: tuple, spectrum: NDArray | None, image: NDArray, flip: bool) -> NDArray:
+        if len(plan) == 1:
+            return plan[0] * image
+        size, spec, spec_flip, ry, rx, shape = plan
+        full = sfft.irfft2(spectrum * (spec_flip if flip else spec), size)
+        return full[ry : ry + shape[0], rx : rx + shape[1]]
+
+    def _spectra(self, image: NDArray, plans: Sequence[tuple]) -> dict:
+        sizes = {p[0] for p in plans if len(p) > 1}
+        return {size: sfft.rfft2(image, size) for size in sizes}
+
+    def forward(self, fine_fluence: NDArray, coarse_fluence: NDArray) -> tuple[NDArray, NDArray]:
+        """(fine map, coarse maps (n, ny, nx)) convolved with the kernels."""
+        fs = self._spectra(fine_fluence, [self._fine])
+        fine = self._apply(self._fine, fs.get(self._fine[0]), fine_fluence, False)
+        cs = self._spectra(coarse_fluence, self._coarse)
+        coarse = np.stack(
+            [self._apply(p, cs.get(p[0]), coarse_fluence, False) for p in self._coarse]
+        )
+        return np.ascontiguousarray(fine), np.ascontiguousarray(coarse)
+
+    def adjoint(self, fine_map: NDArray, coarse_maps: NDArray) -> tuple[NDArray, NDArray]:
+        """Transpose of :meth:`forward`: (fine fluence, coarse fluence) gradients."""
+        fine = self._apply(
+            self._fine, self._spectra(fine_map, [self._fine]).get(self._fine[0]), fine_map, True
+        )
+        coarse = np.zeros(coarse_maps.shape[1:])
+        for plan, cmap in zip(self._coarse, coarse_maps, strict=True):
+            spec = self._spectra(cmap, [plan]).get(plan[0])
+            coarse += self._apply(plan, spec, cmap, True)
+        return fine, coarse
