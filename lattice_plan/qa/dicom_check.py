@@ -48,6 +48,7 @@ def check_dicom(
     number of fractions; a BEAM or other partial dose is refused (sum the beams
     first), since a protocol judges the whole course.
     """
+    arm = arm if isinstance(arm, Arm) else protocol.arm(arm)  # a wrong arm fails before reading
     rtdose = load_rtdose(rtdose_path)
     where = f"RTDOSE {str(rtdose_path)!r}"
     plan_name = Path(rtdose_path).name
