@@ -15,6 +15,7 @@ when absent), so no X server or Xvfb is needed.
 
 from __future__ import annotations
 
+import ctypes.util
 import logging
 import os
 import re
@@ -294,8 +295,12 @@ def _headless() -> bool:
 
 
 def _prefer_egl_when_headless() -> None:
-    """Without a display, ask VTK for its EGL render window (no X server, no warnings)."""
-    if _headless():
+    """Without a display, ask VTK for its EGL render window when libEGL is installed.
+
+    VTK would find it anyway after failing to open an X display, but it logs a
+    warning on every window; without libEGL, VTK's own fallback (OSMesa) is kept.
+    """
+    if _headless() and ctypes.util.find_library("EGL"):
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 
