@@ -66,6 +66,7 @@ from typing import Any
 import numpy as np
 
 from lattice_plan.errors import InputFileError, LatticePlanError, SpecError
+from lattice_plan.geometry.lattice import LatticeParameters
 from lattice_plan.geometry.patient import Patient
 from lattice_plan.geometry.structure import StructureSet
 from lattice_plan.geometry.volume import Volume
@@ -537,8 +538,6 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> PlanSpec:
 
     lattice = core = None
     if "lattice" in data:
-        from lattice_plan.geometry.lattice import LatticeParameters
-
         lattice = _dataclass_from_table(
             LatticeParameters, _Table(data["lattice"], "lattice", source)
         )

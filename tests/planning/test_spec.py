@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from lattice_plan.errors import InputFileError, SpecError
+from lattice_plan.geometry.lattice import LatticeParameters, LatticePattern
 from lattice_plan.planning import objectives as O
 from lattice_plan.planning.plan import Arm
 from lattice_plan.planning.spec import load_spec, parse_spec
@@ -227,3 +228,41 @@ def test_file_errors(tmp_path):
     path = _write(tmp_path, "[plan\narm = 'CRT'\n")
     with pytest.raises(SpecError, match="not valid TOML"):
         load_spec(path)
+
+
+def test_example_sfrt_spec_builds_lattice_parameters_and_objectives():
+    spec = load_spec(EXAMPLES / "sfrt_15gy_1fx.toml")
+    assert spec.arm is Arm.SFRT
+    lat = spec.lattice
+    assert isinstance(lat, LatticeParameters)
+    assert lat.pattern is LatticePattern.HCP
+    assert (lat.diameter_mm, lat.spacing_mm, lat.gtv_margin_mm) == (15.0, 30.0, 5.0)
+    kw = spec.builder_kwargs()
+    assert kw["lattice"] is lat and kw["n_beams"] == 9 and kw["beamlet_mm"] == 5.0
+    assert kw["prescription"].method == "Dmean" and kw["prescription"].target == "Vertices"
+    kinds = [o.kind for o in kw["objectives"]]
+    assert kinds == ["peak", "valley", "edge", "falloff", "max_dose", "max_dose", "dvh"]
+
+
+@pytest.mark.parametrize(
+    ("lattice", "match"),
+    [
+        ("pattern = 'sc'\n", None),  # alias of simple_cubic, accepted by LatticePattern.parse
+        ("pattern = 'hexagonal'\n", r"\[lattice\]: unknown lattice pattern 'hexagonal'"),
+        ("diameter_mm = 40.0\n", r"\[lattice\]: vertex diameter_mm must be"),
+        (
+            "spacing = 30.0\n",
+            r"\[lattice\] has unknown key\(s\) 'spacing'; valid keys: .*spacing_mm",
+        ),
+        ("whole_spheres_only = 1\n", r"\[lattice\] whole_spheres_only: expected true or false"),
+        ("max_vertices = 2.5\n", r"\[lattice\] max_vertices: expected an integer"),
+    ],
+)
+def test_lattice_table(tmp_path, lattice, match):
+    path = _write(tmp_path, SFRT_BASE + "[lattice]\n" + lattice)
+    if match is None:
+        assert load_spec(path).lattice.pattern is LatticePattern.SIMPLE_CUBIC
+        return
+    with pytest.raises(SpecError, match=match) as info:
+        load_spec(path)
+    assert str(path) in str(info.value)
