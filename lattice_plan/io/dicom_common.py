@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
-from lattice_plan.errors import DicomError, InputFileError
+from lattice_plan.errors import DicomError, InputFileError, LatticePlanError
 from lattice_plan.io.atomic import atomic_output_path
 
 log = logging.getLogger(__name__)
@@ -133,6 +135,24 @@ def _expected_pixel_bytes(ds: Dataset) -> int | None:
         )
     except (AttributeError, TypeError, ValueError):
         return None
+
+
+@contextlib.contextmanager
+def malformed_as_dicom_error(where: str) -> Iterator[None]:
+    """Turn a missing or malformed element met while interpreting ``where`` into a DicomError.
+
+    pydicom reads a file cut inside a sequence without complaint; what is missing
+    then shows up as an absent element when the object is interpreted.
+    """
+    try:
+        yield
+    except LatticePlanError:
+        raise
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+        raise DicomError(
+            f"{where} is incomplete or malformed ({type(exc).__name__}: {exc}); the file may be "
+            "truncated or not follow the standard: export it again"
+        ) from None
 
 
 def modality_of(ds: Dataset) -> str:

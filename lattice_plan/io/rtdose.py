@@ -32,6 +32,7 @@ from lattice_plan.io.dicom_common import (
     DicomIdentity,
     format_ds,
     format_ds_list,
+    malformed_as_dicom_error,
     new_dataset,
     read_dataset,
     require_modality,
@@ -93,6 +94,11 @@ def load_rtdose(path: str | os.PathLike[str], *, patient_position: str = "HFS") 
     ds = read_dataset(path, what="RTDOSE")
     require_modality(ds, "RTDOSE", path)
     where = f"RTDOSE {str(path)!r}"
+    with malformed_as_dicom_error(where):
+        return _rtdose_from(ds, where, patient_position)
+
+
+def _rtdose_from(ds: Dataset, where: str, patient_position: str) -> RTDose:
     if ds.get("PixelData") is None:
         raise DicomError(f"{where} holds no dose grid (it may carry DVHs only)")
     units = str(ds.get("DoseUnits", "")).upper()

@@ -36,6 +36,7 @@ from lattice_plan.io.dicom_common import (
     DicomIdentity,
     format_ds,
     format_ds_list,
+    malformed_as_dicom_error,
     new_dataset,
     read_dataset,
     require_modality,
@@ -384,6 +385,11 @@ def read_rtplan(path: str | os.PathLike[str]) -> RTPlan:
     ds = read_dataset(path, what="RTPLAN")
     require_modality(ds, "RTPLAN", path)
     where = f"RTPLAN {str(path)!r}"
+    with malformed_as_dicom_error(where):
+        return _rtplan_from(ds, where)
+
+
+def _rtplan_from(ds: Dataset, where: str) -> RTPlan:
     setups = {
         int(s.PatientSetupNumber): str(s.get("PatientPosition", "") or "HFS")
         for s in ds.get("PatientSetupSequence", [])

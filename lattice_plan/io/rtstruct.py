@@ -31,7 +31,6 @@ from pathlib import Path
 
 import contourpy
 import numpy as np
-from matplotlib.path import Path as MplPath
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
@@ -47,6 +46,7 @@ from lattice_plan.io.dicom_common import (
     DicomIdentity,
     DicomWarning,
     format_ds,
+    malformed_as_dicom_error,
     new_dataset,
     read_dataset,
     require_modality,
@@ -127,7 +127,7 @@ def _roi_table(ds: Dataset) -> list[tuple[RoiInfo, list[Dataset]]]:
             c
             for c in items
             if str(c.get("ContourGeometricType", "")) == "CLOSED_PLANAR"
-            and len(c.get("ContourData", []) or []) >= 9
+            and _contour_values(c).size >= 9
         ]
         color = None
         if rc is not None and rc.get("ROIDisplayColor") is not None:
@@ -161,7 +161,8 @@ def list_rois(path: str | os.PathLike[str]) -> list[RoiInfo]:
     """The ROIs of an RTSTRUCT file: number, name, type, colour, contour count, skip reason."""
     ds = read_dataset(path, what="RTSTRUCT")
     require_modality(ds, "RTSTRUCT", path)
-    return [info for info, _ in _roi_table(ds)]
+    with malformed_as_dicom_error(f"RTSTRUCT {str(path)!r}"):
+        return [info for info, _ in _roi_table(ds)]
 
 
 def rtstruct_frame_of_reference_uid(ds: Dataset) -> str | None:
@@ -190,10 +191,34 @@ def referenced_image_uids(ds: Dataset) -> set[str]:
     return uids
 
 
-def _contour_points(c: Dataset) -> NDArray[np.float64]:
-    data = np.asarray([float(v) for v in c.ContourData], dtype=float)
-    if data.size % 3:
-        raise DicomError(f"Contour Data has {data.size} values, not a multiple of 3")
+def _contour_values(c: Dataset) -> NDArray[np.float64]:
+    """Contour Data as floats, parsed from the raw bytes when pydicom has not converted them.
+
+    pydicom's per-value DS objects cost ~10 ms per contour; a real structure set
+    has thousands of contours.
+    """
+    elem = c.get_item("ContourData")
+    if elem is None:
+        return np.zeros(0)
+    raw = elem.value
+    if isinstance(raw, bytes):
+        text = raw.decode("ascii", errors="strict").replace("\\", " ")
+        return np.array(text.split(), dtype=float)
+    if raw is None:
+        return np.zeros(0)
+    if isinstance(raw, str | float | int):
+        return np.array([float(raw)])
+    return np.asarray([float(v) for v in raw], dtype=float)
+
+
+def _contour_points(c: Dataset, name: str) -> NDArray[np.float64]:
+    data = _contour_values(c)
+    n_points = c.get("NumberOfContourPoints")
+    if data.size % 3 or (n_points is not None and int(n_points) * 3 != data.size):
+        raise DicomError(
+            f"ROI {name!r}: a contour has {data.size} coordinates for {n_points} points; the "
+            "file is truncated or corrupt: export it again"
+        )
     return data.reshape(-1, 3)
 
 
@@ -202,9 +227,9 @@ def _plane_pitch_mm(ds: Dataset, normal: NDArray[np.float64]) -> float | None:
     planes = set()
     for rc in ds.get("ROIContourSequence", []):
         for c in rc.get("ContourSequence", []) or []:
-            data = c.get("ContourData")
-            if data is not None and len(data) >= 3:
-                planes.add(round(float(np.dot([float(v) for v in data[:3]], normal)), 2))
+            data = _contour_values(c)
+            if len(data) >= 3:
+                planes.add(round(float(np.dot(data[:3], normal)), 2))
     if len(planes) < 2:
         return None
     gaps = np.diff(sorted(planes))
@@ -212,18 +237,30 @@ def _plane_pitch_mm(ds: Dataset, normal: NDArray[np.float64]) -> float | None:
 
 
 def _rasterise_slice(polygons: list[NDArray[np.float64]], nj: int, ni: int) -> NDArray[np.bool_]:
-    """Even-odd fill of polygons given in (i, j) voxel coordinates; voxel-centre rule."""
-    out = np.zeros((nj, ni), dtype=bool)
+    """Even-odd fill of polygons given in (i, j) voxel coordinates; voxel-centre rule.
+
+    Scanline parity: a voxel centre (i, j) is inside when the edges of all the
+    slice's polygons cross row j left of i an odd number of times. Each edge
+    counts for the rows ``min(y) <= j < max(y)`` (half open, so a vertex on a row
+    is counted once).
+    """
+    diff = np.zeros((nj, ni + 1), dtype=np.int32)
     for poly in polygons:
-        lo = np.maximum(np.floor(poly.min(axis=0)).astype(int), 0)
-        hi = np.minimum(np.ceil(poly.max(axis=0)).astype(int), [ni - 1, nj - 1])
-        if np.any(hi < lo):
+        x0, y0 = poly[:, 0], poly[:, 1]
+        x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+        sloped = y0 != y1
+        x0, y0, x1, y1 = x0[sloped], y0[sloped], x1[sloped], y1[sloped]
+        j_lo = np.maximum(np.ceil(np.minimum(y0, y1)), 0).astype(np.int64)
+        j_hi = np.minimum(np.ceil(np.maximum(y0, y1)), nj).astype(np.int64)
+        counts = np.maximum(j_hi - j_lo, 0)
+        if not counts.any():
             continue
-        ii, jj = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1))
-        pts = np.stack([ii.ravel(), jj.ravel()], axis=1).astype(float)
-        inside = MplPath(poly, closed=False).contains_points(pts).reshape(ii.shape)
-        out[lo[1] : hi[1] + 1, lo[0] : hi[0] + 1] ^= inside
-    return out
+        edge = np.repeat(np.arange(len(counts)), counts)
+        j = j_lo[edge] + (np.arange(len(edge)) - np.repeat(np.cumsum(counts) - counts, counts))
+        x = x0[edge] + (j - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
+        first_after = np.clip(np.floor(x).astype(np.int64) + 1, 0, ni)
+        np.add.at(diff, (j, first_after), 1)
+    return (np.cumsum(diff[:, :ni], axis=1) & 1).astype(bool)
 
 
 def _roi_mask(contours: list[Dataset], grid: Grid, pitch_mm: float, name: str) -> NDArray[np.bool_]:
@@ -231,7 +268,7 @@ def _roi_mask(contours: list[Dataset], grid: Grid, pitch_mm: float, name: str) -
     dk = grid.spacing_mm[0]
     planes: dict[float, list[NDArray[np.float64]]] = {}
     for c in contours:
-        ijk = grid.continuous_ijk(_contour_points(c))
+        ijk = grid.continuous_ijk(_contour_points(c, name))
         k_span = float(ijk[:, 2].max() - ijk[:, 2].min()) * dk
         if k_span > 0.05:
             raise DicomError(
@@ -273,6 +310,24 @@ def read_rtstruct(
     ds = read_dataset(path, what="RTSTRUCT")
     require_modality(ds, "RTSTRUCT", path)
     where = f"RTSTRUCT {str(path)!r}"
+    with malformed_as_dicom_error(where):
+        structures, skipped = _structures_from(ds, where, target, roi_names, frame_of_reference_uid)
+    if skipped:
+        warnings.warn(
+            f"{where}: skipped {len(skipped)} ROI(s) that give no mask: {', '.join(skipped)}",
+            DicomWarning,
+            stacklevel=2,
+        )
+    return structures
+
+
+def _structures_from(
+    ds: Dataset,
+    where: str,
+    target: Grid | CTSeries | Patient,
+    roi_names: Sequence[str] | None,
+    frame_of_reference_uid: str | None,
+) -> tuple[StructureSet, list[str]]:
     ss_frame = rtstruct_frame_of_reference_uid(ds)
     if isinstance(target, CTSeries):
         grid = target.grid
@@ -330,13 +385,7 @@ def read_rtstruct(
             log.warning("%s: duplicate ROI name %r renamed %r", where, info.name, name)
         used.add(name.casefold())
         structures.append(Structure(name, mask, grid, info.kind, info.color))
-    if skipped:
-        warnings.warn(
-            f"{where}: skipped {len(skipped)} ROI(s) that give no mask: {', '.join(skipped)}",
-            DicomWarning,
-            stacklevel=2,
-        )
-    return StructureSet(tuple(structures), grid)
+    return StructureSet(tuple(structures), grid), skipped
 
 
 def _check_ct_references(ds: Dataset, ct: CTSeries, where: str) -> None:
@@ -530,6 +579,8 @@ def add_to_rtstruct(
         )
     old = read_dataset(src, what="RTSTRUCT")
     require_modality(old, "RTSTRUCT", src)
+    with malformed_as_dicom_error(f"RTSTRUCT {str(src)!r}"):
+        _roi_table(old)  # the ROIs to be kept must be readable
     frame = rtstruct_frame_of_reference_uid(old)
     if frame != ct.frame_of_reference_uid:
         raise DicomError(

@@ -35,7 +35,7 @@ def test_phantom_round_trip_same_hu_and_grid(phantom, phantom_ct):
 
 
 def test_written_ct_passes_dciodvfy(phantom_ct, dciodvfy_errors):
-    folder, written = phantom_ct
+    _, written = phantom_ct
     for path in (written.files[0], written.files[len(written.files) // 2]):
         assert dciodvfy_errors(path) == []
 
@@ -136,7 +136,7 @@ def test_missing_slices_detected(phantom_ct, tmp_path):
 
 
 def test_oblique_ct_refused(phantom_ct, tmp_path):
-    folder, written = phantom_ct
+    folder, _ = phantom_ct
     oblique = _copy_series(folder, tmp_path / "oblique")
     a = np.radians(10.0)
     for f in oblique.iterdir():

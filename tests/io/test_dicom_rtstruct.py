@@ -1,0 +1,314 @@
+"""RTSTRUCT reading (reference sets, holes, islands, other grids) and writing (round trip, dciodvfy)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pydicom
+import pytest
+
+from lattice_plan.errors import DicomError
+from lattice_plan.geometry import Grid, Patient, Structure, StructureKind, StructureSet, Volume
+from lattice_plan.geometry.morphology import contract, ring, subtract, union
+from lattice_plan.io.ct import read_ct, write_ct_series
+from lattice_plan.io.dicom_common import DicomIdentity, DicomWarning
+from lattice_plan.io.rtdose import load_rtdose
+from lattice_plan.io.rtstruct import (
+    add_to_rtstruct,
+    list_rois,
+    mask_slice_contours,
+    read_rtstruct,
+    write_rtstruct,
+)
+from tests.conftest import reference_path
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+
+
+def _sphere(grid: Grid, center_lps_mm, diameter_mm: float) -> np.ndarray:
+    z, y, x = np.meshgrid(*grid.axis_coords_lps_mm(), indexing="ij")
+    c = np.asarray(center_lps_mm)
+    return (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= (diameter_mm / 2) ** 2
+
+
+@pytest.fixture(scope="module")
+def lattice_structures(phantom):
+    """GTV, four 15 mm vertices (one ROI each and merged), the STV core, valley and ring."""
+    grid = phantom.grid
+    gtv = phantom.structures["GTV"]
+    c = gtv.centroid_lps_mm()
+    offsets = [(-12, -10, -12), (12, -10, -12), (0, 10, 12), (0, -5, 14)]
+    vertices = [
+        Structure(f"Vertex_{n + 1:02d}", _sphere(grid, c + o, 15.0) & gtv.mask, grid, "VERTEX")
+        for n, o in enumerate(offsets)
+    ]
+    merged = union(*vertices, name="Vertices", kind="VERTEX")
+    core = contract(gtv, 12.0, name="STV", kind="CORE")
+    valley = subtract(gtv, union(*vertices, name="v"), name="Valley", kind="VALLEY")
+    rng = ring(gtv, 2.0, 12.0, name="Ring", kind="RING")
+    return [gtv, *vertices, merged, core, valley, rng]
+
+
+@pytest.fixture(scope="module")
+def written_rtstruct(phantom_ct, lattice_structures, tmp_path_factory):
+    _, ct = phantom_ct
+    path = tmp_path_factory.mktemp("rtstruct") / "RS.lattice.dcm"
+    uid = write_rtstruct(lattice_structures, ct, path)
+    return path, uid
+
+
+# ---------------------------------------------------------------------------------- reference sets
+@pytest.mark.parametrize(
+    ("name", "exact_cc"),
+    # Nelms et al., Med Phys 42 (2015) 4435: sphere r = 12 mm -> 4/3 pi r^3 = 7.238 cc.
+    [("Sphere_20_0", 7.238)],
+)
+def test_dvh_phantom_sphere_volume(name, exact_cc):
+    ct = read_ct(reference_path("dicom", "dvh-phantom", "ct-2mm"))
+    with pytest.warns(DicomWarning, match=r"POI_1 \(a point ROI \(MARKER\)\)"):
+        ss = read_rtstruct(reference_path("dicom", "dvh-phantom", "structures", f"{name}.dcm"), ct)
+    assert ss.names == [name]
+    assert ss[name].volume_cc == pytest.approx(exact_cc, rel=0.03)
+
+
+def test_dvh_phantom_cylinder_and_cone_read():
+    # 13 contours, 2 mm apart: a 24 mm long cylinder/cone rasterised slice by slice covers 26 mm
+    # (half a slice beyond each end cap), so the reference is pi r^2 * 26 mm for the cylinder
+    # (r = 12 mm: 11.762 cc) and the sum over slices of pi r(z)^2 * 2 mm for the cone.
+    ct = read_ct(reference_path("dicom", "dvh-phantom", "ct-2mm"))
+    folder = reference_path("dicom", "dvh-phantom", "structures")
+    with pytest.warns(DicomWarning):
+        cyl = read_rtstruct(folder / "Cylinder_20_0.dcm", ct)["Cylinder_20_0"]
+    assert cyl.volume_cc == pytest.approx(np.pi * 12.0**2 * 26.0 / 1000, rel=0.03)
+    with pytest.warns(DicomWarning):
+        cone = read_rtstruct(folder / "Cone_20_0.dcm", ct)["Cone20_0"]
+    radii = 12.0 * np.arange(13)[::-1] / 12.0  # base r = 12 mm to apex, every 2 mm
+    assert cone.volume_cc == pytest.approx(np.sum(np.pi * radii**2 * 2.0) / 1000, rel=0.05)
+
+
+def test_breast_boost_on_the_incomplete_ct_says_slices_are_missing():
+    folder = reference_path("dicom", "breast-boost-plan")
+    ct = read_ct(folder / "CT")
+    with pytest.raises(DicomError, match=r"references 98 CT slices but 97 of them are not") as err:
+        read_rtstruct(folder / "rtss.dcm", ct)
+    assert "read_rtdose" in str(err.value)
+
+
+def test_breast_boost_structures_on_the_dose_grid():
+    folder = reference_path("dicom", "breast-boost-plan")
+    dose = load_rtdose(folder / "rtdose.dcm")
+    with pytest.warns(DicomWarning, match=r"Areola \(no contours\)"):
+        ss = read_rtstruct(
+            folder / "rtss.dcm", dose.grid, frame_of_reference_uid=dose.frame_of_reference_uid
+        )
+    assert ss.names == [
+        "BODY",
+        "Borders",
+        "Breast",
+        "Heart",
+        "Lt Lung",
+        "Nodes",
+        "Scar",
+        "Tumor Bed",
+        "Tumor Bed Block",
+    ]
+    assert ss["BODY"].kind is StructureKind.EXTERNAL
+    assert ss["Heart"].color == (255, 128, 0)
+    # Volumes the planning system itself reports in the RTDOSE's DVHSequence (cc).
+    tps_cc = {}
+    ds = pydicom.dcmread(folder / "rtdose.dcm", stop_before_pixels=True)
+    names = {
+        int(r.ROINumber): str(r.ROIName)
+        for r in pydicom.dcmread(folder / "rtss.dcm").StructureSetROISequence
+    }
+    for dvh in ds.DVHSequence:
+        number = int(dvh.DVHReferencedROISequence[0].ReferencedROINumber)
+        tps_cc[names[number]] = float(dvh.DVHData[1])
+    for name in ("Breast", "Heart", "Lt Lung", "Tumor Bed", "Tumor Bed Block"):
+        assert ss[name].volume_cc == pytest.approx(tps_cc[name], rel=0.03), name
+
+
+def test_breast_boost_body_matches_its_contour_areas():
+    # Shoelace areas of all BODY contours times the 3 mm plane pitch: the analytic volume of the
+    # contour stack, which voxel-centre rasterisation on the 2.5 mm dose grid must reproduce.
+    folder = reference_path("dicom", "breast-boost-plan")
+    dose = load_rtdose(folder / "rtdose.dcm")
+    body = read_rtstruct(folder / "rtss.dcm", dose.grid, roi_names=["body"])["BODY"]
+    ds = pydicom.dcmread(folder / "rtss.dcm")
+    area = 0.0
+    for c in ds.ROIContourSequence[0].ContourSequence:
+        p = np.asarray(c.ContourData, dtype=float).reshape(-1, 3)
+        area += 0.5 * abs(
+            np.dot(p[:, 0], np.roll(p[:, 1], 1)) - np.dot(p[:, 1], np.roll(p[:, 0], 1))
+        )
+    assert body.volume_cc == pytest.approx(area * 3.0 / 1000, rel=0.005)
+
+
+def test_frame_of_reference_mismatch_refused(phantom_ct, written_rtstruct, tmp_path):
+    _, ct = phantom_ct
+    path, _ = written_rtstruct
+    other = DicomIdentity.new("OTHER", "Other^Patient")
+    with pytest.raises(DicomError, match="frame of reference"):
+        read_rtstruct(path, ct.grid, frame_of_reference_uid=other.frame_of_reference_uid)
+    patient = Patient(ct.volume, StructureSet((), ct.grid), dicom_uids=other.as_uid_dict())
+    with pytest.raises(DicomError, match="another scan"):
+        read_rtstruct(path, patient)
+    other_ct = write_ct_series(patient, tmp_path / "other_ct", other)
+    out = tmp_path / "added.dcm"
+    with pytest.raises(DicomError, match="another scan"):
+        add_to_rtstruct(path, [], other_ct, out)
+    assert not out.exists()
+
+
+def test_unknown_roi_name_and_non_rtstruct_input(phantom_ct, written_rtstruct, tmp_path):
+    _, ct = phantom_ct
+    path, _ = written_rtstruct
+    with pytest.raises(DicomError, match="no ROI named 'Spleen'"):
+        read_rtstruct(path, ct, roi_names=["Spleen"])
+    with pytest.raises(DicomError, match="not an RTSTRUCT"):
+        read_rtstruct(ct.files[0], ct)
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(b"hello, not DICOM")
+    with pytest.raises(DicomError, match="not a DICOM file"):
+        read_rtstruct(bad, ct)
+    truncated = tmp_path / "truncated.dcm"
+    truncated.write_bytes(path.read_bytes()[:4000])
+    with pytest.raises(DicomError, match="truncated"):
+        read_rtstruct(truncated, ct)
+
+
+# ---------------------------------------------------------------------------------- contours
+def test_holes_and_islands_round_trip_exactly():
+    grid = Grid((3, 40, 50), (3.0, 1.0, 1.0))
+    _, y, x = np.meshgrid(*grid.axis_coords_lps_mm(), indexing="ij")
+    annulus = ((x - 15) ** 2 + (y - 20) ** 2 <= 11**2) & ((x - 15) ** 2 + (y - 20) ** 2 > 5**2)
+    island = (np.abs(x - 40) <= 4) & (np.abs(y - 10) <= 6)
+    inner_island = (x - 15) ** 2 + (y - 20) ** 2 <= 2**2  # inside the annulus' hole
+    mask = annulus | island | inner_island
+    mask[0] = False
+    contours = mask_slice_contours(mask[1])
+    assert len(contours) == 4  # annulus outer and inner edge, the island, the inner island
+    hu = np.zeros(grid.shape, dtype=np.int16)
+    patient = Patient(Volume(hu, grid, "HU"), StructureSet((), grid), "P", "N")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ct = write_ct_series(patient, os.path.join(tmp, "ct"))
+        path = os.path.join(tmp, "rs.dcm")
+        write_rtstruct([Structure("Donut", mask, grid, "GTV")], ct, path)
+        back = read_rtstruct(path, ct)["Donut"]
+    np.testing.assert_array_equal(back.mask, mask)
+
+
+def test_round_trip_dice_and_kinds(phantom_ct, lattice_structures, written_rtstruct):
+    _, ct = phantom_ct
+    path, _ = written_rtstruct
+    back = read_rtstruct(path, ct)
+    assert back.names == [s.name for s in lattice_structures]
+    for s in lattice_structures:
+        b = back[s.name]
+        assert b.kind == s.kind
+        assert b.color == s.color
+        # Issue 5 asks Dice >= 0.95 (GTV-sized) and >= 0.90 (15 mm vertices); the 0.5 iso-lines
+        # pass between inside and outside voxel centres, so the same grid gives the same voxels.
+        assert dice(b.mask, s.mask) >= (0.90 if s.kind is StructureKind.VERTEX else 0.95)
+        np.testing.assert_array_equal(b.mask, s.mask)
+
+
+def test_written_rtstruct_is_valid_and_contours_lie_on_ct_slices(
+    phantom_ct, written_rtstruct, dciodvfy_errors
+):
+    _, ct = phantom_ct
+    path, uid = written_rtstruct
+    assert dciodvfy_errors(path) == []
+    ds = pydicom.dcmread(path)
+    assert ds.SOPInstanceUID == uid
+    assert ds.StudyInstanceUID == ct.identity.study_instance_uid
+    assert ds.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID == ct.frame_of_reference_uid
+    z_of_uid = {
+        u: ct.grid.points_lps_mm(np.array([0.0, 0.0, k]))[2]
+        for k, u in enumerate(ct.slice_sop_instance_uids)
+    }
+    types = {
+        int(o.ReferencedROINumber): o.RTROIInterpretedType for o in ds.RTROIObservationsSequence
+    }
+    names = {int(r.ROINumber): r.ROIName for r in ds.StructureSetROISequence}
+    assert types[next(n for n, v in names.items() if v == "Vertex_01")] == "PTV"
+    assert types[next(n for n, v in names.items() if v == "GTV")] == "GTV"
+    assert types[next(n for n, v in names.items() if v == "Ring")] == "CONTROL"
+    raw = pydicom.dcmread(path)
+    for rc in raw.ROIContourSequence:
+        for c in rc.ContourSequence:
+            elem = c["ContourData"]
+            assert all(len(str(v)) <= 16 for v in elem.value)
+            pts = np.asarray(elem.value, dtype=float).reshape(-1, 3)
+            assert int(c.NumberOfContourPoints) == len(pts)
+            ref = c.ContourImageSequence[0].ReferencedSOPInstanceUID
+            np.testing.assert_allclose(pts[:, 2], z_of_uid[ref], atol=1e-4)
+
+
+def test_rasterise_on_a_coarser_grid(phantom_ct, lattice_structures, written_rtstruct):
+    # The GTV drawn on the 2.5 mm CT, read on a 5 mm grid of the same region: voxel-centre
+    # sampling of the same surface, so the volume agrees within a few per cent.
+    _, ct = phantom_ct
+    path, _ = written_rtstruct
+    coarse = ct.grid.with_spacing(5.0)
+    gtv = read_rtstruct(path, coarse, roi_names=["GTV"])["GTV"]
+    assert gtv.volume_cc == pytest.approx(lattice_structures[0].volume_cc, rel=0.03)
+
+
+def test_add_to_rtstruct_keeps_every_roi_and_the_input(
+    phantom_ct, written_rtstruct, tmp_path, dciodvfy_errors
+):
+    _, ct = phantom_ct
+    path, uid = written_rtstruct
+    before = (path.read_bytes(), os.stat(path).st_mtime_ns)
+    old_rois = list_rois(path)
+    extra = Structure("Boost", _sphere(ct.grid, (52.0, 38.0, 0.0), 20.0), ct.grid, "PTV")
+    out = tmp_path / "RS.added.dcm"
+    new_uid = add_to_rtstruct(path, [extra], ct, out)
+    assert (path.read_bytes(), os.stat(path).st_mtime_ns) == before
+    assert new_uid != uid
+    rois = list_rois(out)
+    assert [r.name for r in rois] == [r.name for r in old_rois] + ["Boost"]
+    assert rois[-1].number == max(r.number for r in old_rois) + 1
+    assert dciodvfy_errors(out) == []
+    back = read_rtstruct(out, ct)
+    np.testing.assert_array_equal(back["Boost"].mask, extra.mask)
+    with pytest.raises(DicomError, match="already has ROI"):
+        add_to_rtstruct(path, [extra.renamed("gtv")], ct, tmp_path / "clash.dcm")
+    assert not (tmp_path / "clash.dcm").exists()
+    with pytest.raises(DicomError, match="new file"):
+        add_to_rtstruct(path, [extra], ct, path)
+
+
+def test_add_to_reference_rtstruct_keeps_its_point_roi(tmp_path, dciodvfy_errors):
+    ct = read_ct(reference_path("dicom", "dvh-phantom", "ct-2mm"))
+    src = reference_path("dicom", "dvh-phantom", "structures", "Sphere_20_0.dcm")
+    before = src.read_bytes()
+    box = np.zeros(ct.grid.shape, dtype=bool)
+    box[10:14, 240:260, 240:260] = True
+    out = tmp_path / "sphere_plus.dcm"
+    add_to_rtstruct(src, [Structure("Box", box, ct.grid, "OAR")], ct, out)
+    assert src.read_bytes() == before
+    assert [r.name for r in list_rois(out)] == ["POI_1", "Sphere_20_0", "Box"]
+    with pytest.warns(DicomWarning, match="POI_1"):
+        back = read_rtstruct(out, ct)
+    np.testing.assert_array_equal(back["Box"].mask, box)
+    assert back["Sphere_20_0"].volume_cc == pytest.approx(7.238, rel=0.03)
+
+
+def test_writing_refuses_bad_input_and_writes_nothing(phantom_ct, lattice_structures, tmp_path):
+    _, ct = phantom_ct
+    other_grid = ct.grid.with_spacing(5.0)
+    wrong = Structure("Wrong", np.ones(other_grid.shape, dtype=bool), other_grid)
+    out = tmp_path / "never.dcm"
+    with pytest.raises(Exception, match="different grid"):
+        write_rtstruct([wrong], ct, out)
+    empty = Structure("Empty", np.zeros(ct.grid.shape, dtype=bool), ct.grid)
+    with pytest.raises(DicomError, match="no non-empty structure"):
+        write_rtstruct([empty], ct, out)
+    assert list(tmp_path.iterdir()) == []
