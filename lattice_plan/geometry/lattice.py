@@ -784,14 +784,22 @@ def place_vertices(
     best = None
     unshifted = 0
     n_best = 0
-    chunk = max(1, _CHUNK_POINTS // max(1, len(base)))
+    tol = float(np.linalg.norm(cons.crop.spacing_mm))
+    domain = np.asarray(cell.domain_mm)
     for ai, angle in enumerate(angles):
         R = _rot_z(angle)
+        # Keep the lattice points whose cell of offsets meets the candidate box (lattice frame).
+        q = (cand - anchor) @ R
+        near = np.all(base >= q.min(axis=0) - domain - tol, axis=1) & np.all(
+            base <= q.max(axis=0) + tol, axis=1
+        )
+        base_a = base[near]
+        chunk = max(1, _CHUNK_POINTS // max(1, len(base_a)))
         for start in range(0, len(offsets), chunk):
             off = offsets[start : start + chunk]
-            lat = base[None, :, :] + off[:, None, :]
+            lat = base_a[None, :, :] + off[:, None, :]
             pts = anchor + lat @ R.T
-            feas = cons.feasible(pts.reshape(-1, 3)).reshape(len(off), len(base))
+            feas = cons.feasible(pts.reshape(-1, 3)).reshape(len(off), len(base_a))
             dist = np.linalg.norm(pts - centroid, axis=-1)
             cnt, mean = _select(feas, dist, pts, params)
             if ai == 0 and start == 0:
