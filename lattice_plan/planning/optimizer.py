@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_SMOOTHNESS = 0.02
 DEFAULT_FTOL = 1e-7
 DEFAULT_GTOL = 1e-6
+DEFAULT_STALL_TOL = 1e-3
+STALL_WINDOW = 5
 
 
 @runtime_checkable
@@ -154,8 +156,26 @@ class ObjectiveTerm:
         object.__setattr__(self, "voxels", v)
 
 
+def _thinned(mask: NDArray[np.bool_], max_voxels: int) -> NDArray[np.bool_]:
+    """``mask`` on the sub-lattice of every s-th voxel along each axis, s the smallest that fits."""
+    n = int(np.count_nonzero(mask))
+    stride = 1
+    while n > max_voxels and stride < 8:
+        stride += 1
+        lattice = np.zeros(mask.shape, dtype=bool)
+        lattice[::stride, ::stride, ::stride] = True
+        thinned = mask & lattice
+        n = int(np.count_nonzero(thinned))
+        if n <= max_voxels:
+            return thinned
+    return mask if stride == 1 else thinned
+
+
 def objective_terms(
-    objectives: Sequence[Objective], masks: Mapping[str, NDArray[np.bool_]], grid: Grid
+    objectives: Sequence[Objective],
+    masks: Mapping[str, NDArray[np.bool_]],
+    grid: Grid,
+    max_voxels: int | None = None,
 ) -> tuple[NDArray[np.int64], list[ObjectiveTerm]]:
     """The voxel subset of a set of objectives and their terms on it.
 
@@ -164,6 +184,11 @@ def objective_terms(
     sorted flat indices of the union of the objectives' voxels (the rows the
     dose operator must evaluate) and one :class:`ObjectiveTerm` per objective,
     whose ``voxels`` index into that subset.
+
+    ``max_voxels``: a structure with more voxels is sampled on the sub-lattice of
+    every s-th voxel along each axis (s = 2, 3, ...: the smallest that brings
+    it under the cap), so large structures such as the normal tissue cost less
+    per iteration; its objective is then the same average over a regular sample.
     """
     check_objectives(objectives)
     lookup = {name.casefold(): name for name in masks}
@@ -183,14 +208,20 @@ def objective_terms(
                 f"structures ({', '.join(masks)})"
             )
         name = lookup[key]
-        flat[obj.structure] = np.flatnonzero(named[name])
+        mask = named[name]
+        if max_voxels is not None:
+            mask = _thinned(mask, int(max_voxels))
+        flat[obj.structure] = np.flatnonzero(mask)
         named.setdefault(obj.structure, named[name])
         if flat[obj.structure].size == 0:
             raise PlanningError(
                 f"objective '{obj.describe()}': structure {obj.structure!r} has no voxels on the "
                 f"dose grid (spacing {grid.spacing_mm} mm); use a finer dose grid or drop it"
             )
-    subset = np.unique(np.concatenate(list(flat.values())))
+    union = np.zeros(grid.n_voxels, dtype=bool)
+    for idx in flat.values():
+        union[idx] = True
+    subset = np.flatnonzero(union)
     context = VoxelContext(grid, named, flat)
     terms = [
         ObjectiveTerm(obj.prepare(context), np.searchsorted(subset, flat[obj.structure]))
@@ -205,7 +236,8 @@ class OptimizationResult:
 
     ``x``: optimal beamlet weights; ``history``: the objective before the
     first iteration and after each one; ``stop_reason``: "converged" (relative
-    decrease of F below ftol, or projected gradient below gtol),
+    decrease of F below ftol, or projected gradient below gtol), "stalled" (F
+    fell by less than stall_tol per iteration over the last iterations),
     "iteration limit", "evaluation limit" or "line search failed" (no further
     decrease found: converged to working precision); ``term_values``: each
     weighted term of F at ``x`` (keyed by its description, plus "smoothness").
@@ -226,7 +258,8 @@ class OptimizationResult:
 
     @property
     def converged(self) -> bool:
-        return self.stop_reason == "converged"
+        """True when it stopped because F no longer decreased (not at a limit)."""
+        return self.stop_reason in ("converged", "stalled")
 
     @property
     def time_per_iteration_s(self) -> float:
@@ -317,6 +350,7 @@ def optimize_fluence(
     max_iterations: int = 200,
     ftol: float = DEFAULT_FTOL,
     gtol: float = DEFAULT_GTOL,
+    stall_tol: float = DEFAULT_STALL_TOL,
     progress: Callable[[int, float], None] | None = None,
 ) -> OptimizationResult:
     """Minimise the weighted objectives plus the smoothness penalty over x >= 0 (L-BFGS-B).
@@ -328,8 +362,10 @@ def optimize_fluence(
     ``active`` (bool per beamlet, default all) marks the beamlets that may carry
     weight; the others are held at zero.
     ``progress(iteration, objective)`` is called after each iteration. Stops on
-    convergence (relative decrease below ``ftol`` or projected gradient below
-    ``gtol``) or after ``max_iterations``, and says which.
+    convergence (L-BFGS-B's own tests: decrease of F below ``ftol`` relative to
+    max(|F|, 1), or projected gradient below ``gtol``), when F stalls (it fell by
+    less than ``stall_tol`` relative per iteration, averaged over the last
+    5 iterations; 0 disables this), or after ``max_iterations``; it says which.
     """
     if not isinstance(operator, DoseOperator):
         raise PlanningError(
@@ -350,6 +386,8 @@ def optimize_fluence(
             )
     if not (np.isfinite(dose_scale_gy) and dose_scale_gy > 0):
         raise PlanningError(f"dose_scale_gy must be positive, got {dose_scale_gy!r}")
+    if not (np.isfinite(stall_tol) and stall_tol >= 0):
+        raise PlanningError(f"stall_tol must be a non-negative number, got {stall_tol!r}")
     if not (np.isfinite(smoothness) and smoothness >= 0):
         raise PlanningError(f"smoothness must be a non-negative number, got {smoothness!r}")
     if int(max_iterations) != max_iterations or max_iterations < 1:
@@ -367,8 +405,10 @@ def optimize_fluence(
     if x0 is None:
         ones = free.astype(float)
         d1 = operator.forward(ones)
-        voxels = np.unique(np.concatenate([t.voxels for t in terms]))
-        mean = float(d1[voxels].mean())
+        used = np.zeros(operator.n_voxels, dtype=bool)
+        for t in terms:
+            used[t.voxels] = True
+        mean = float(d1[used].mean())
         if not mean > 0:
             raise PlanningError(
                 "the beams deliver no dose to the structures with objectives; check the isocentre "
@@ -388,10 +428,18 @@ def optimize_fluence(
     f0, _ = problem(x_start)
     history = [f0]
 
+    stalled = False
+
     def callback(intermediate_result: optimize.OptimizeResult) -> None:
+        nonlocal stalled
         history.append(float(intermediate_result.fun))
         if progress is not None:
             progress(len(history) - 1, history[-1])
+        if stall_tol > 0 and len(history) > STALL_WINDOW:
+            drop = history[-1 - STALL_WINDOW] - history[-1]
+            if drop <= stall_tol * STALL_WINDOW * abs(history[-1]):
+                stalled = True
+                raise StopIteration
 
     t0 = time.perf_counter()
     res = optimize.minimize(
@@ -415,7 +463,12 @@ def optimize_fluence(
     final, _ = problem(x)
     if len(history) == 1 or history[-1] != final:
         history.append(final)
-    reason = _stop_reason(res, int(max_iterations))
+    reason = "stalled" if stalled else _stop_reason(res, int(max_iterations))
+    message = (
+        f"objective fell by less than {stall_tol:g} per iteration over the last {STALL_WINDOW}"
+        if stalled
+        else str(res.message)
+    )
     logger.info(
         "fluence optimisation: %s after %d iterations (%.2f s), objective %.4g -> %.4g",
         reason,
@@ -430,7 +483,7 @@ def optimize_fluence(
         iterations=int(res.nit),
         evaluations=problem.evaluations,
         stop_reason=reason,
-        message=str(res.message),
+        message=message,
         time_s=elapsed,
         term_values=dict(problem.last_terms),
     )
