@@ -146,8 +146,12 @@ def _number(value: object, where: str, column: str) -> float:
 
 
 def _csv_rows(text: str, src: Path) -> list[dict[str, float]]:
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    reader = csv.DictReader(lines)
+    kept = [
+        (no, ln)
+        for no, ln in enumerate(text.splitlines(), start=1)
+        if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+    reader = csv.DictReader([ln for _, ln in kept])
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in COLUMNS if c not in header]
     if missing:
@@ -156,9 +160,9 @@ def _csv_rows(text: str, src: Path) -> list[dict[str, float]]:
             f"{', '.join(COLUMNS)}"
         )
     out = []
-    for n, row in enumerate(reader, start=2):
+    for n, row in enumerate(reader, start=1):
         clean = {str(k).strip(): v for k, v in row.items() if k is not None}
-        out.append({c: _number(clean[c], f"{src} row {n}", c) for c in COLUMNS})
+        out.append({c: _number(clean[c], f"{src} line {kept[n][0]}", c) for c in COLUMNS})
     return out
 
 
