@@ -90,7 +90,8 @@ class LatticeParameters:
     gtv_margin_mm: minimum distance from each sphere surface to the GTV surface.
     oar_clearance_mm: minimum distance from each sphere surface to every OAR surface.
     whole_spheres_only: True keeps only spheres wholly inside the GTV shrunk by the
-        margin; False also accepts spheres whose centre is inside it, cropped to it.
+        margin; False also accepts spheres whose centre is inside it, cropped to it
+        (the OAR clearance still applies to the whole, uncropped sphere).
     max_vertices: optional cap; the vertices nearest the GTV centroid are kept.
     z_rule_window_mm, z_rule_lateral_mm: optional MLC rule: two vertices whose centres
         are within ``z_rule_window_mm`` in z must be at least ``z_rule_lateral_mm``
