@@ -334,7 +334,6 @@ class _Constraints:
         lo, hi = gtv.bounding_box_kji()
         lo = np.maximum(lo - pad, 0)
         hi = np.minimum(hi + pad, grid.shape)
-        self.lo = lo
         sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
         self.crop = grid.crop(lo, hi)
         g_mask = gtv.mask[sl]
