@@ -86,8 +86,11 @@ OBLIQUE_DEG = 45.0
 # Weight search: 5 % steps, every field of an arrangement at least 10 % of the isocentre dose.
 _WEIGHT_STEP = 0.05
 _MIN_WEIGHT = 0.10
-# Arrangements within this fraction of the best Dmax/D95 count as equal; fewer fields win.
+# Weightings within this fraction of the best Dmax/D95 count as equal; less body dose wins.
 _HOMOGENEITY_TIE = 0.005
+# Arrangements within this fraction of the best Dmax/D95 count as equal; fewer fields win
+# (a planner takes the simpler plan unless the other is clearly more homogeneous).
+_ARRANGEMENT_TIE = 0.02
 
 # Cardinal source directions in LPS.
 _DIRECTIONS_LPS: dict[str, NDArray[np.float64]] = {
@@ -237,44 +240,46 @@ def candidate_arrangements(
             [c * direction[0] - s * direction[1], s * direction[0] + c * direction[1], 0.0]
         )
 
+    ap, pa, left, right = (
+        gantry(_DIRECTIONS_LPS[k]) for k in ("anterior", "posterior", "left", "right")
+    )
+    box = Arrangement(
+        "four-field box",
+        (ap, pa, left, right),
+        "AP, PA and both laterals: each opposed pair evens out the other's depth dose",
+    )
     if position.location == "central":
-        ap = gantry(_DIRECTIONS_LPS["anterior"])
-        pa = gantry(_DIRECTIONS_LPS["posterior"])
         return [
             Arrangement(
                 "AP/PA", (ap, pa), "central target: parallel-opposed anterior and posterior fields"
-            )
+            ),
+            box,
         ]
-    near = _DIRECTIONS_LPS[position.location]
-    far = _DIRECTIONS_LPS[_OPPOSITE[position.location]]
-    main = gantry(near)
+    loc = position.location
+    near = _DIRECTIONS_LPS[loc]
+    main, far = gantry(near), gantry(_DIRECTIONS_LPS[_OPPOSITE[loc]])
     obl = (gantry(rotate(near, OBLIQUE_DEG)), gantry(rotate(near, -OBLIQUE_DEG)))
-    label = {"posterior": "PA", "anterior": "AP", "left": "LLAT", "right": "RLAT"}[
-        position.location
-    ]
-    opposed = {"posterior": "AP", "anterior": "PA", "left": "RLAT", "right": "LLAT"}[
-        position.location
-    ]
-    side = "posterior" if position.location in ("posterior", "anterior") else position.location
+    label = {"posterior": "PA", "anterior": "AP", "left": "LLAT", "right": "RLAT"}[loc]
+    opposed = {"posterior": "AP", "anterior": "PA", "left": "RLAT", "right": "LLAT"}[loc]
     return [
         Arrangement(
-            f"{label} + {position.location} obliques",
+            f"{label} + {loc} obliques",
             (main, *obl),
-            f"{position.location} target: {label} plus two {position.location} obliques at "
-            f"+/-{OBLIQUE_DEG:g} deg enter through the nearest skin ({side} side)",
+            f"{loc} target: {label} plus two {loc} obliques at +/-{OBLIQUE_DEG:g} deg, all "
+            "entering through the nearest skin",
         ),
         Arrangement(
             f"{label}/{opposed} weighted",
-            (main, gantry(far)),
-            f"{position.location} target: parallel-opposed pair weighted towards {label}, whose "
+            (main, far),
+            f"{loc} target: parallel-opposed pair weighted towards {label}; the {opposed} "
             "counter-field evens out the dose across a deep target",
         ),
         Arrangement(
-            f"{label} + {position.location} obliques + {opposed}",
-            (main, *obl, gantry(far)),
-            f"{position.location} target: {label} and {position.location} obliques with an "
-            f"{opposed} counter-field for homogeneity across a deep target",
+            f"{label} + {loc} obliques + {opposed}",
+            (main, *obl, far),
+            f"{loc} target: {label} and {loc} obliques with an {opposed} counter-field",
         ),
+        replace(box, reason=f"{loc} target: {box.reason}"),
     ]
 
 
@@ -290,35 +295,69 @@ def _weight_grid(n: int) -> NDArray[np.float64]:
     return arr / steps
 
 
-def _homogeneity(dose_ptv: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Dmax / D95% per row of ``dose_ptv`` (rows: weightings, columns: PTV voxels).
+@dataclass(frozen=True)
+class Homogeneity:
+    """Hot spots of a weighting relative to the PTV D95%.
 
-    D95% is the 5th percentile with linear interpolation, as the prescription normalises it.
+    ptv: PTV Dmax / PTV D95; overall: the larger of that and the body Dmax / PTV D95.
     """
-    d95 = np.percentile(dose_ptv, 5.0, axis=1)
-    return dose_ptv.max(axis=1) / np.maximum(d95, 1e-12)
+
+    ptv: float
+    overall: float
+
+
+def homogeneity(
+    weights: NDArray[np.float64],
+    ptv_dose: NDArray[np.float64],
+    outside_dose: NDArray[np.float64] | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """PTV Dmax/D95 and overall Dmax/D95 for each row of ``weights`` (n_weightings, n_fields).
+
+    ``ptv_dose``: (n_fields, n_ptv) per-field doses over the PTV voxels; ``outside_dose``:
+    (n_fields, n) over other body voxels (None: the PTV only). D95% is the 5th
+    percentile with linear interpolation, as the prescription normalises it.
+    """
+    W = np.atleast_2d(weights)
+    ptv_ratio, overall = [], []
+    for s in range(0, len(W), 64):
+        d = W[s : s + 64] @ ptv_dose
+        d95 = np.maximum(np.percentile(d, 5.0, axis=1), 1e-12)
+        p = d.max(axis=1) / d95
+        o = (
+            p
+            if outside_dose is None
+            else np.maximum(p, (W[s : s + 64] @ outside_dose).max(axis=1) / d95)
+        )
+        ptv_ratio.append(p)
+        overall.append(o)
+    return np.concatenate(ptv_ratio), np.concatenate(overall)
 
 
 def best_weights(
-    per_field_dose: NDArray[np.float64], per_field_body_mean: NDArray[np.float64] | None = None
-) -> tuple[NDArray[np.float64], float]:
-    """Weights (sum 1) minimising Dmax/D95 of ``sum_b w_b dose_b`` over the target voxels.
+    ptv_dose: NDArray[np.float64],
+    outside_dose: NDArray[np.float64] | None = None,
+    body_mean: NDArray[np.float64] | None = None,
+) -> tuple[NDArray[np.float64], Homogeneity]:
+    """Weights (sum 1) with the lowest overall Dmax/D95 (see :func:`homogeneity`).
 
-    ``per_field_dose``: (n_fields, n_voxels), each field's dose per unit isocentre dose.
-    ``per_field_body_mean``: (n_fields,) each field's mean body dose per unit isocentre
-    dose; among weightings within 0.5 % of the best Dmax/D95 the one with the lowest
-    integral dose is taken. Returns the weights and their Dmax/D95.
+    ``ptv_dose``, ``outside_dose``: per-field doses per unit isocentre dose, (n_fields, n).
+    ``body_mean``: (n_fields,) each field's mean body dose per unit isocentre dose; among
+    weightings within 0.5 % of the best, the one with the lowest integral dose is taken.
     """
-    W = _weight_grid(per_field_dose.shape[0])
-    scores = np.concatenate(
-        [_homogeneity(W[s : s + 64] @ per_field_dose) for s in range(0, len(W), 64)]
-    )
-    best = int(np.argmin(scores))  # first minimum: deterministic
-    if per_field_body_mean is not None:
-        near = scores <= scores[best] * (1 + _HOMOGENEITY_TIE)
-        integral = np.where(near, W @ per_field_body_mean, np.inf)
-        best = int(np.argmin(integral))
-    return W[best], float(scores[best])
+    W = _weight_grid(ptv_dose.shape[0])
+    if outside_dose is not None:
+        # Only voxels that some weighting could make hotter than every weighting's PTV
+        # maximum can set the overall maximum: a voxel's dose is at most its largest field dose.
+        floor = float((W @ ptv_dose).max(axis=1).min())
+        outside_dose = outside_dose[:, outside_dose.max(axis=0) > floor]
+        if outside_dose.shape[1] == 0:
+            outside_dose = None
+    ptv_ratio, overall = homogeneity(W, ptv_dose, outside_dose)
+    best = int(np.argmin(overall))  # first minimum: deterministic
+    if body_mean is not None:
+        near = overall <= overall[best] * (1 + _HOMOGENEITY_TIE)
+        best = int(np.argmin(np.where(near, W @ body_mean, np.inf)))
+    return W[best], Homogeneity(float(ptv_ratio[best]), float(overall[best]))
 
 
 # ---------------------------------------------------------------------------- the builder
@@ -448,25 +487,29 @@ def build_crt_plan(
         raise PlanningError(f"CRT plan {name!r}: the PTV has no voxels on the dose grid")
 
     # Choose weights (and the arrangement) for the most homogeneous PTV dose.
+    outside = engine.active_mask & ~ptv_dose_grid
     body_dose_grid = engine.active_mask
     scored = []
     for cand in candidates:
         per_iso = [fields[g][2].array / (fields[g][1] * fields[g][0].mu) for g in cand.gantry_deg]
-        per_field = np.stack([d[ptv_dose_grid] for d in per_iso])
-        if weights is not None:
-            w = w_user / w_user.sum()
-            score = float(_homogeneity((w @ per_field)[None, :])[0])
-        elif gantry_deg is not None:
-            w = np.full(len(cand.gantry_deg), 1.0 / len(cand.gantry_deg))
-            score = float(_homogeneity((w @ per_field)[None, :])[0])
-        else:
+        ptv_dose = np.stack([d[ptv_dose_grid] for d in per_iso])
+        outside_dose = np.stack([d[outside] for d in per_iso])
+        if weights is None and gantry_deg is None:
             body_mean = np.array([d[body_dose_grid].mean() for d in per_iso])
-            w, score = best_weights(per_field, body_mean)
-        scored.append((cand, w, score))
-    best_score = min(s for _, _, s in scored)
-    chosen, w, score = min(
-        (s for s in scored if s[2] <= best_score * (1 + _HOMOGENEITY_TIE)),
-        key=lambda s: (len(s[0].gantry_deg), s[2]),
+            w, hom = best_weights(ptv_dose, outside_dose, body_mean)
+        else:
+            w = (
+                w_user / w_user.sum()
+                if weights is not None
+                else np.full(len(cand.gantry_deg), 1.0 / len(cand.gantry_deg))
+            )
+            p, o = homogeneity(w[None, :], ptv_dose, outside_dose)
+            hom = Homogeneity(float(p[0]), float(o[0]))
+        scored.append((cand, w, hom))
+    best_overall = min(h.overall for _, _, h in scored)
+    chosen, w, hom = min(
+        (s for s in scored if s[2].overall <= best_overall * (1 + _ARRANGEMENT_TIE)),
+        key=lambda s: (len(s[0].gantry_deg), s[2].overall),
     )
 
     # MU per fraction for 1 Gy at the isocentre, split by weight; the normalisation scales them.
@@ -509,8 +552,9 @@ def build_crt_plan(
         "arrangement": chosen.name,
         "arrangement_reason": chosen.reason
         + (
-            f"; chosen among {len(candidates)} candidates for the lowest PTV Dmax/D95 "
-            f"({score:.3f}), fewer fields on a tie"
+            f"; chosen among {len(candidates)} candidates for the lowest hot spot over the "
+            f"PTV D95 (Dmax/D95 {hom.overall:.3f} in the body, {hom.ptv:.3f} in the PTV), "
+            f"the fewest fields within {100 * _ARRANGEMENT_TIE:g} %"
             if len(candidates) > 1
             else ""
         ),
@@ -519,9 +563,10 @@ def build_crt_plan(
                 "name": c.name,
                 "gantry_deg": c.gantry_deg,
                 "weights": tuple(float(x) for x in wc),
-                "dmax_over_d95": s,
+                "dmax_over_d95": h.overall,
+                "ptv_dmax_over_d95": h.ptv,
             }
-            for c, wc, s in scored
+            for c, wc, h in scored
         ],
         "weights": tuple(float(x) for x in w),
         "weights_source": (
@@ -549,11 +594,12 @@ def build_crt_plan(
         },
     )
     log.info(
-        "CRT plan %r: %s (%s), %.0f MU per fraction, PTV Dmax/D95 %.3f",
+        "CRT plan %r: %s (%s), %.0f MU per fraction, Dmax/D95 %.3f (PTV %.3f)",
         name,
         chosen.name,
         ", ".join(f"{b.name} {b.mu:.0f} MU" for b in plan.beams),
         plan.total_mu,
-        score,
+        hom.overall,
+        hom.ptv,
     )
     return plan
