@@ -11,21 +11,26 @@ The builder
    (unless gantry angles are given): the depth of the PTV centroid below the
    skin along the four cardinal directions decides whether it is central,
    posterior, anterior, left or right (the nearest skin, when it is at least
-   1.5 times nearer than the opposite one). A central target gets AP/PA. An
-   off-centre target gets three candidates: the field from its near side plus
-   two obliques at +/-45 degrees from it (e.g. PA plus posterior obliques for
-   a paravertebral target), the near-side field with its opposed
-   counter-field, and the three near-side fields plus the counter-field;
+   1.5 times nearer than the opposite one). A central target has two
+   candidates: AP/PA and the four-field box (AP, PA and both laterals). An
+   off-centre target has four: the field from its near side plus two obliques
+   at +/-45 degrees from it (e.g. PA plus posterior obliques for a
+   paravertebral target), the near-side field with its opposed counter-field,
+   the three near-side fields plus the counter-field, and the box;
 4. shapes each field's MLC and jaws to the beam's-eye-view projection of the
    PTV plus ``penumbra_margin_mm`` (:mod:`lattice_plan.planning.apertures`);
 5. computes each field's dose once; field weights are relative doses at the
    isocentre. Given weights are used as they are, given gantry angles without
    weights get equal weights. For the default arrangements, each candidate's
-   weights are searched on a 5 % grid (each field at least 10 %) for the most
-   homogeneous PTV dose (lowest Dmax over D95; among weightings within 0.5 %
-   of the best, the lowest mean body dose), and the candidate with the lowest
-   Dmax/D95 wins (fewer fields within 0.5 %), as a planner weights open
-   fields by hand;
+   weights are searched on a 5 % grid (each field at least 10 %) for the
+   lowest hot spot relative to the PTV D95% -- the larger of the PTV Dmax and
+   the body Dmax, over the PTV D95% -- and among weightings within 0.5 % of the
+   best, the one with the lowest mean body dose; the candidate with the lowest
+   hot spot wins, the one with fewest fields among those within 2 % of it (a
+   planner's forward weighting of open fields). Depth-dose physics decides:
+   fields from one side only cannot cover a deep target homogeneously (the
+   phantom's PA plus posterior obliques give a PTV Dmax near 150 % of D95),
+   and AP/PA through a thick body puts entrance hot spots above the PTV dose;
 6. sets the MU of each field from its dose per MU at the isocentre and scales
    the plan so that the PTV D95% equals the prescription
    (:meth:`Plan.normalised`).
