@@ -34,7 +34,7 @@ message names the file, the key and what was expected. Example (CRT)::
 SFRT specs take a ``[lattice]`` table (the fields of
 :class:`lattice_plan.geometry.lattice.LatticeParameters`), SCART specs a
 ``[scart]`` table (the fields of
-:class:`lattice_plan.geometry.scart.ScartParameters`), both an
+:class:`lattice_plan.planning.scart.ScartParameters`), both an
 ``[optimiser]`` table (``max_iterations``) and ``[[objectives]]`` entries::
 
     [[objectives]]
@@ -65,22 +65,40 @@ from typing import Any
 
 import numpy as np
 
+from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.errors import InputFileError, LatticePlanError, SpecError
 from lattice_plan.geometry.lattice import LatticeParameters
 from lattice_plan.geometry.patient import Patient
 from lattice_plan.geometry.structure import StructureSet
 from lattice_plan.geometry.volume import Volume
 from lattice_plan.planning import objectives as obj_module
+from lattice_plan.planning.crt import PTV_NAME, build_crt_plan
 from lattice_plan.planning.plan import Arm, Plan
 from lattice_plan.planning.prescription import Prescription
+from lattice_plan.planning.scart import STV, ScartParameters, build_scart_plan
+from lattice_plan.planning.sfrt import (
+    GTV_EDGE,
+    NORMAL_TISSUE,
+    RING,
+    VALLEY,
+    VERTICES,
+    build_sfrt_plan,
+)
 
 log = logging.getLogger(__name__)
 
 # What each arm is prescribed to when the spec does not say (target structure, method).
 DEFAULT_PRESCRIPTION_TARGETS: dict[Arm, tuple[str, str]] = {
-    Arm.CRT: ("PTV", "D95%"),
-    Arm.SFRT: ("Vertices", "Dmean"),
-    Arm.SCART: ("STV", "D95%"),
+    Arm.CRT: (PTV_NAME, "D95%"),
+    Arm.SFRT: (VERTICES, "Dmean"),
+    Arm.SCART: (STV, "D95%"),
+}
+
+# The structures each builder adds to the patient's (objectives and prescriptions may name them).
+CREATED_STRUCTURES: dict[Arm, tuple[str, ...]] = {
+    Arm.CRT: (PTV_NAME,),
+    Arm.SFRT: (VERTICES, VALLEY, GTV_EDGE, RING, NORMAL_TISSUE),
+    Arm.SCART: (STV, GTV_EDGE, RING, NORMAL_TISSUE),
 }
 
 OBJECTIVE_TYPES: dict[str, type[obj_module.Objective]] = {
@@ -154,8 +172,8 @@ class PlanSpec:
     ptv_margin_mm: float | None = None
     penumbra_margin_mm: float | None = None
     beams: BeamSpec = BeamSpec()
-    lattice: Any = None
-    core: Any = None
+    lattice: LatticeParameters | None = None
+    core: ScartParameters | None = None
     objectives: tuple[obj_module.Objective, ...] | None = None
     dose_spacing_mm: float | None = None
     max_iterations: int | None = None
@@ -179,14 +197,29 @@ class PlanSpec:
                     f"{where}: [structures] oars: {oar!r} is not among the structures "
                     f"({', '.join(structures.names)})"
                 )
+        created = CREATED_STRUCTURES[self.arm]
+
+        def known(n: str) -> bool:
+            return n in structures or n.casefold() in {c.casefold() for c in created}
+
         if self.prescription is not None and self.prescription.target is not None:
             target = self.prescription.target
-            created = DEFAULT_PRESCRIPTION_TARGETS[self.arm][0]
-            if target not in structures and target.casefold() != created.casefold():
+            if not known(target):
                 raise SpecError(
                     f"{where}: [prescription] target = {target!r} is neither among the structures "
-                    f"nor the {created!r} that a {self.arm.value} plan creates"
+                    f"nor one that a {self.arm.value} plan creates ({', '.join(created)})"
                 )
+        for n, obj in enumerate(self.objectives or ()):
+            names = [("structure", obj.structure)]
+            if isinstance(obj, obj_module.RingFallOff):
+                names.append(("target", obj.target))
+            for key, value in names:
+                if not known(value):
+                    raise SpecError(
+                        f"{where}: [objectives #{n + 1}] {key} = {value!r} is neither among the "
+                        f"structures ({', '.join(structures.names)}) nor one that a "
+                        f"{self.arm.value} plan creates ({', '.join(created)})"
+                    )
 
     def builder_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the arm's builder (only those the spec sets)."""
@@ -542,8 +575,6 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> PlanSpec:
             LatticeParameters, _Table(data["lattice"], "lattice", source)
         )
     if "scart" in data:
-        from lattice_plan.geometry.scart import ScartParameters
-
         core = _dataclass_from_table(ScartParameters, _Table(data["scart"], "scart", source))
 
     return PlanSpec(
@@ -600,7 +631,7 @@ def plan_patient(
     patient: Patient,
     spec: PlanSpec | str | os.PathLike[str] | Mapping[str, Any],
     *,
-    engine: Any = None,
+    engine: DoseEngine | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> Plan:
     """Build the plan that ``spec`` describes for ``patient`` with the arm's builder.
@@ -615,16 +646,10 @@ def plan_patient(
         kwargs["engine"] = engine
     log.info("building %s plan %r from %s", s.arm.value, s.name, s.source)
     if s.arm is Arm.CRT:
-        from lattice_plan.planning.crt import build_crt_plan
-
         plan = build_crt_plan(patient, s.gtv, **kwargs)
     elif s.arm is Arm.SFRT:
-        from lattice_plan.planning.sfrt import build_sfrt_plan
-
         plan = build_sfrt_plan(patient, s.gtv, progress=progress, **kwargs)
     else:
-        from lattice_plan.planning.scart import build_scart_plan
-
         plan = build_scart_plan(patient, s.gtv, progress=progress, **kwargs)
     return replace(plan, info={**plan.info, "spec_source": s.source})
 
@@ -634,7 +659,7 @@ def plan_from_spec(
     ct: Volume,
     structures: StructureSet,
     *,
-    engine: Any = None,
+    engine: DoseEngine | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> Plan:
     """Build the plan of ``spec`` on a CT (HU) and its structure set (same grid)."""

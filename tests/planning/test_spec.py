@@ -1,14 +1,21 @@
 """Plan specs: TOML parsing, field-by-field validation with file/key/expected value, dispatch."""
 
+import inspect
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from lattice_plan.dose.beam import Beam, Jaws
 from lattice_plan.errors import InputFileError, SpecError
+from lattice_plan.geometry import Volume
 from lattice_plan.geometry.lattice import LatticeParameters, LatticePattern
 from lattice_plan.planning import objectives as O
-from lattice_plan.planning.plan import Arm
-from lattice_plan.planning.spec import load_spec, parse_spec
+from lattice_plan.planning import spec as spec_module
+from lattice_plan.planning.plan import Arm, Plan
+from lattice_plan.planning.prescription import Prescription
+from lattice_plan.planning.scart import ScartParameters
+from lattice_plan.planning.spec import load_spec, parse_spec, plan_from_spec, plan_patient
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "specs"
 
@@ -266,3 +273,97 @@ def test_lattice_table(tmp_path, lattice, match):
     with pytest.raises(SpecError, match=match) as info:
         load_spec(path)
     assert str(path) in str(info.value)
+
+
+def test_example_scart_spec():
+    spec = load_spec(EXAMPLES / "scart_15gy_1fx.toml")
+    assert spec.arm is Arm.SCART and spec.objectives is None
+    assert isinstance(spec.core, ScartParameters)
+    assert (spec.core.method, spec.core.periphery_dose_gy, spec.core.core_dose_gy) == (
+        "dose_ratio",
+        3.0,
+        15.0,
+    )
+    kw = spec.builder_kwargs()
+    assert kw["core"] is spec.core and kw["n_beams"] == 9 and "arc_deg" not in kw
+    assert (kw["prescription"].target, kw["prescription"].method) == ("STV", "D95%")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.toml")))
+def test_every_example_spec_fits_the_phantom(name, phantom):
+    """Every shipped example names structures the phantom has or the builder creates."""
+    load_spec(EXAMPLES / name).check_structures(phantom.structures)
+
+
+def test_scart_table_errors(tmp_path):
+    base = SFRT_BASE.replace("arm = 'SFRT'", "arm = 'SCART'").replace('"SFRT"', '"SCART"')
+    path = _write(tmp_path, base + "[scart]\nmethod = 'shrink'\n")
+    with pytest.raises(SpecError, match=r"\[scart\]: unknown SCART method 'shrink'"):
+        load_spec(path)
+    path = _write(tmp_path, base + "[scart]\nmargin = 5\n")
+    with pytest.raises(SpecError, match=r"\[scart\] has unknown key\(s\) 'margin'"):
+        load_spec(path)
+
+
+def test_objectives_must_name_known_structures(tmp_path, phantom):
+    ok = SFRT_BASE + (
+        "[[objectives]]\ntype = 'valley'\nstructure = 'Valley'\ndose_gy = 3\n"
+        "[[objectives]]\ntype = 'max_dose'\nstructure = 'kidney_l'\ndose_gy = 5\n"
+    )
+    load_spec(_write(tmp_path, ok)).check_structures(phantom.structures)
+    bad = SFRT_BASE + "[[objectives]]\ntype = 'max_dose'\nstructure = 'Heart'\ndose_gy = 5\n"
+    with pytest.raises(SpecError, match=r"\[objectives #1\] structure = 'Heart' is neither"):
+        load_spec(_write(tmp_path, bad)).check_structures(phantom.structures)
+    ring = SFRT_BASE + (
+        "[[objectives]]\ntype = 'falloff'\nstructure = 'Ring'\ntarget = 'CTV'\n"
+        "high_gy = 4\nlow_gy = 1\ndistance_mm = 10\n"
+    )
+    with pytest.raises(SpecError, match=r"\[objectives #1\] target = 'CTV' is neither"):
+        load_spec(_write(tmp_path, ring)).check_structures(phantom.structures)
+
+
+@pytest.mark.parametrize(
+    ("name", "builder", "arm"),
+    [
+        ("crt_8gy_1fx_ap_pa.toml", "build_crt_plan", Arm.CRT),
+        ("sfrt_15gy_1fx.toml", "build_sfrt_plan", Arm.SFRT),
+        ("scart_15gy_1fx.toml", "build_scart_plan", Arm.SCART),
+    ],
+)
+def test_dispatch_hands_the_spec_to_the_arm_builder(monkeypatch, phantom, name, builder, arm):
+    """plan_patient calls the arm's builder with keywords its signature accepts (bound here
+    against the real builder) and marks the plan with the spec's file."""
+    real = getattr(spec_module, builder)
+    calls = []
+
+    def fake(patient, gtv, **kwargs):
+        inspect.signature(real).bind(patient, gtv, **kwargs)  # TypeError on a wrong keyword
+        calls.append((gtv, kwargs))
+        beam = Beam("B", 0.0, (0.0, 0.0, 0.0), Jaws.symmetric(50, 50))
+        return Plan(kwargs["name"], arm, Prescription(1.0, 1, "GTV"), (beam,), patient.structures)
+
+    monkeypatch.setattr(spec_module, builder, fake)
+    path = EXAMPLES / name
+    plan = plan_patient(phantom, path, engine=None)
+    spec = load_spec(path)
+    ((gtv, kwargs),) = calls
+    assert gtv == "GTV" and kwargs["name"] == spec.name
+    assert kwargs["prescription"] == spec.resolved_prescription()
+    assert plan.info["spec_source"] == str(path)
+    if arm is not Arm.CRT:
+        assert kwargs["progress"] is None and kwargs["n_beams"] == 9
+
+
+def test_plan_from_spec_needs_a_ct_in_hu(phantom):
+    dose = Volume(np.zeros(phantom.grid.shape), phantom.grid, "Gy")
+    with pytest.raises(SpecError, match="CT in HU"):
+        plan_from_spec({"plan": {"arm": "CRT"}}, dose, phantom.structures)
+
+
+def test_dispatch_refuses_a_spec_that_does_not_fit_the_patient(phantom):
+    with pytest.raises(SpecError, match="gtv = 'Tumour' is not among"):
+        plan_from_spec(
+            {"plan": {"arm": "CRT"}, "structures": {"gtv": "Tumour"}},
+            phantom.ct,
+            phantom.structures,
+        )
