@@ -44,7 +44,13 @@ from lattice_plan.geometry.structure import (
     structure_on_grid,
 )
 from lattice_plan.geometry.volume import Volume
-from lattice_plan.planning.beams import arrangement_for, fluence_beams, isocentre_of
+from lattice_plan.planning.beams import (
+    BEAMLET_SIZES_MM,
+    arrangement_for,
+    coplanar_arrangement,
+    fluence_beams,
+    isocentre_of,
+)
 from lattice_plan.planning.objectives import (
     MaxDose,
     MeanDose,
@@ -211,6 +217,25 @@ class SubsetOperator:
         return self.operator.adjoint(g, self.voxels)
 
 
+def check_plan_options(
+    n_beams: int, arc_deg: float | None, beamlet_mm: float, objectives: Sequence[Objective] | None
+) -> None:
+    """Refuse bad beam options or conflicting objectives before any costly work."""
+    if isinstance(n_beams, bool) or int(n_beams) != n_beams or n_beams < 1:
+        raise PlanningError(
+            f"n_beams must be a positive integer (at least one beam), got {n_beams!r}"
+        )
+    if beamlet_mm not in BEAMLET_SIZES_MM:
+        raise PlanningError(
+            f"beamlet_mm must be one of {', '.join(f'{b:g}' for b in BEAMLET_SIZES_MM)} mm, "
+            f"got {beamlet_mm!r}"
+        )
+    if arc_deg is not None:
+        coplanar_arrangement(int(n_beams), arc_deg)
+    if objectives is not None:
+        check_objectives(tuple(objectives))
+
+
 def _engine_for(patient: Patient, engine: DoseEngine | None, dose_spacing_mm: float) -> DoseEngine:
     if engine is None:
         return DoseEngine(
@@ -250,11 +275,7 @@ def build_optimised_plan(
     """
     t_start = time.perf_counter()
     objectives = tuple(objectives)
-    check_objectives(objectives)
-    if int(n_beams) != n_beams or n_beams < 1:
-        raise PlanningError(
-            f"n_beams must be a positive integer (at least one beam), got {n_beams!r}"
-        )
+    check_plan_options(n_beams, arc_deg, beamlet_mm, objectives)
     body = structures.external()
     eng = _engine_for(patient, engine, dose_spacing_mm)
     grid = eng.dose_grid

@@ -33,6 +33,7 @@ from lattice_plan.geometry.structure import Structure
 from lattice_plan.planning.inverse import (
     add_structures,
     build_optimised_plan,
+    check_plan_options,
     default_oar_objectives,
     resolve_oars,
 )
@@ -163,6 +164,7 @@ def build_scart_plan(
     the prescription's dose per fraction).
     """
     t0 = time.perf_counter()
+    check_plan_options(n_beams, arc_deg, beamlet_mm, objectives)
     target = patient.structures.get(gtv)
     target.require_nonempty("a SCART plan")
     body = patient.structures.external()

@@ -37,6 +37,7 @@ from lattice_plan.geometry.structure import Structure, StructureKind
 from lattice_plan.planning.inverse import (
     add_structures,
     build_optimised_plan,
+    check_plan_options,
     default_oar_objectives,
     resolve_oars,
 )
@@ -129,6 +130,7 @@ def build_sfrt_plan(
     objective)`` reports the optimiser's progress.
     """
     t0 = time.perf_counter()
+    check_plan_options(n_beams, arc_deg, beamlet_mm, objectives)
     target = patient.structures.get(gtv)
     target.require_nonempty("an SFRT plan")
     body = patient.structures.external()
