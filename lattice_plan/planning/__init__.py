@@ -1,1 +1,19 @@
-"""Plans, prescriptions, objectives, the fluence optimiser and the CRT/SFRT/SCART builders."""
+"""Plans, prescriptions, objectives, the fluence optimiser and the CRT/SFRT/SCART builders.
+
+``lattice_plan.planning.plan_from_spec(spec, ct, structures)``, ``plan_patient``
+and ``load_spec`` (plan specs, :mod:`lattice_plan.planning.spec`) are loaded on
+first use, so importing a light module such as ``planning.plan`` does not load
+the dose engine.
+"""
+
+from typing import Any
+
+_SPEC_API = ("load_spec", "parse_spec", "plan_from_spec", "plan_patient")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SPEC_API:
+        from lattice_plan.planning import spec
+
+        return getattr(spec, name)
+    raise AttributeError(f"module 'lattice_plan.planning' has no attribute {name!r}")

@@ -367,3 +367,11 @@ def test_dispatch_refuses_a_spec_that_does_not_fit_the_patient(phantom):
             phantom.ct,
             phantom.structures,
         )
+
+
+def test_package_exposes_plan_from_spec():
+    import lattice_plan.planning as planning
+
+    assert planning.plan_from_spec is plan_from_spec
+    with pytest.raises(AttributeError, match="no attribute 'plan_form_spec'"):
+        planning.plan_form_spec  # noqa: B018
