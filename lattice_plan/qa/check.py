@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from lattice_plan.analysis.dvh import DVH, evaluate_metric
+from lattice_plan.analysis.metric_strings import MetricSpec
 from lattice_plan.errors import AnalysisError, ProtocolError
 from lattice_plan.geometry.structure import Structure, StructureSet
 from lattice_plan.geometry.volume import Volume
@@ -242,9 +243,12 @@ def _write(path: str | os.PathLike[str], text: str) -> Path:
 class _StructureResolver:
     """Finds (and caches) the plan structure for each protocol structure, building unions."""
 
-    def __init__(self, protocol: Protocol, structures: StructureSet) -> None:
+    def __init__(
+        self, protocol: Protocol, structures: StructureSet, unusable: Mapping[str, str]
+    ) -> None:
         self.protocol = protocol
         self.structures = structures
+        self.unusable = unusable
         self.cache: dict[str, tuple[Structure | None, str]] = {}
 
     def resolve(self, name: str) -> tuple[Structure | None, str]:
@@ -269,6 +273,11 @@ class _StructureResolver:
                 return None, (
                     f"the plan has no structure {spec.name!r}, and its union "
                     f"{' + '.join(spec.union_of)} lacks {part!r}: {why}"
+                )
+            if s.name.casefold() in self.unusable:
+                return None, (
+                    f"the plan has no structure {spec.name!r}, and its union part {s.name!r} "
+                    f"is not evaluable: {self.unusable[s.name.casefold()]}"
                 )
             parts.append(s)
         mask = np.logical_or.reduce([s.mask for s in parts])
@@ -328,12 +337,10 @@ def check(
             protocol.name,
             arm_obj.fractions,
         )
-    resolver = _StructureResolver(protocol, structures)
-    dvhs: dict[str, DVH | str] = {k.casefold(): v for k, v in (unusable or {}).items()}
-    rows = tuple(
-        _evaluate(c, arm_obj, dose, resolver, dvhs, fractions, subdivisions)
-        for c in arm_obj.constraints
-    )
+    reasons = {k.casefold(): v for k, v in (unusable or {}).items()}
+    resolver = _StructureResolver(protocol, structures, reasons)
+    evaluator = _Evaluator(arm_obj, dose, resolver, reasons, fractions, subdivisions)
+    rows = tuple(evaluator.row(c) for c in arm_obj.constraints)
     return CheckResult(
         protocol=protocol.name,
         protocol_version=protocol.version,
@@ -365,36 +372,91 @@ def _row(
     )
 
 
-def _evaluate(
-    c: Constraint,
-    arm: Arm,
-    dose: Volume,
-    resolver: _StructureResolver,
-    dvhs: dict[str, DVH | str],
-    fractions: int,
-    subdivisions: int | None,
-) -> ConstraintResult:
-    structure, how = resolver.resolve(c.structure)
-    if structure is None:
-        return _row(c, None, None, Outcome.NOT_EVALUATED, how)
-    key = structure.name.casefold()
-    if key not in dvhs:
-        try:
-            dvhs[key] = DVH.from_dose(dose, structure, subdivisions=subdivisions)
-        except AnalysisError as exc:
-            dvhs[key] = str(exc)
-    dvh = dvhs[key]
-    if isinstance(dvh, str):
-        return _row(c, structure.name, None, Outcome.NOT_EVALUATED, f"not evaluable: {dvh}")
-    spec = _metrics.parse(c.metric)
-    prescription_gy = arm.prescription(c.prescription).dose_gy if spec.needs_prescription else None
-    value = evaluate_metric(
-        dvh,
-        spec,
-        prescription_gy=prescription_gy,
-        n_fractions=fractions if spec.needs_fractionation else None,
-        alpha_beta_gy=c.alpha_beta_gy,
-    )
-    if spec.output_unit == "cGy":
-        value /= 100.0
-    return _row(c, structure.name, float(value), c.outcome(float(value)), how)
+class _Evaluator:
+    """Evaluates the constraints of one arm on one dose, one DVH per plan structure."""
+
+    def __init__(
+        self,
+        arm: Arm,
+        dose: Volume,
+        resolver: _StructureResolver,
+        reasons: Mapping[str, str],
+        fractions: int,
+        subdivisions: int | None,
+    ) -> None:
+        self.arm = arm
+        self.dose = dose
+        self.resolver = resolver
+        self.dvhs: dict[str, DVH | str] = dict(reasons)
+        self.fractions = fractions
+        self.subdivisions = subdivisions
+
+    def dvh(self, protocol_name: str) -> tuple[DVH | None, str | None, str]:
+        """(DVH or None, plan structure name or None, how it matched or why it cannot be used)."""
+        structure, how = self.resolver.resolve(protocol_name)
+        if structure is None:
+            return None, None, how
+        key = structure.name.casefold()
+        if key not in self.dvhs:
+            try:
+                self.dvhs[key] = DVH.from_dose(self.dose, structure, subdivisions=self.subdivisions)
+            except AnalysisError as exc:
+                self.dvhs[key] = str(exc)
+        dvh = self.dvhs[key]
+        if isinstance(dvh, str):
+            return None, structure.name, f"not evaluable: {dvh}"
+        return dvh, structure.name, how
+
+    def row(self, c: Constraint) -> ConstraintResult:
+        spec = _metrics.parse(c.metric)
+        dvh, plan_name, how = self.dvh(c.structure)
+        if dvh is None:
+            return _row(c, plan_name, None, Outcome.NOT_EVALUATED, how)
+        if spec.kind == "pvdr":
+            return self._pvdr_row(c, spec, dvh, plan_name, how)
+        prescription_gy = (
+            self.arm.prescription(c.prescription).dose_gy if spec.needs_prescription else None
+        )
+        value = evaluate_metric(
+            dvh,
+            spec,
+            prescription_gy=prescription_gy,
+            n_fractions=self.fractions if spec.needs_fractionation else None,
+            alpha_beta_gy=c.alpha_beta_gy,
+        )
+        if spec.output_unit == "cGy":
+            value /= 100.0
+        return _row(c, plan_name, float(value), c.outcome(float(value)), how)
+
+    def _pvdr_row(
+        self, c: Constraint, spec: MetricSpec, peak: DVH, plan_name: str | None, how: str
+    ) -> ConstraintResult:
+        """PVDR as GTV D10/D90, mean vertex / mean valley dose, or max vertex / min valley dose."""
+        if spec.pvdr_variant == "D10/D90":
+            dvh = self._quantity(spec, c, peak)
+            high, low = dvh.dose_at_volume_percent(10.0), dvh.dose_at_volume_percent(90.0)
+            what = f"{plan_name} D90"
+        else:
+            valley, valley_name, valley_how = self.dvh(str(c.valley))
+            if valley is None:
+                return _row(c, plan_name, None, Outcome.NOT_EVALUATED, f"valley: {valley_how}")
+            plan_name = f"{plan_name} / {valley_name}"
+            how = f"{how}; valley {valley_how}"
+            peak, valley = self._quantity(spec, c, peak), self._quantity(spec, c, valley)
+            if spec.pvdr_variant == "mean":
+                high, low, what = peak.mean_gy, valley.mean_gy, f"{valley_name} mean dose"
+            else:
+                high, low, what = peak.max_gy, valley.min_gy, f"{valley_name} minimum dose"
+        if not low > 0:
+            return _row(
+                c, plan_name, None, Outcome.NOT_EVALUATED, f"{what} is {low:g} Gy: no ratio"
+            )
+        value = high / low
+        return _row(c, plan_name, value, c.outcome(value), how)
+
+    def _quantity(self, spec: MetricSpec, c: Constraint, dvh: DVH) -> DVH:
+        if spec.quantity == "EQD2":
+            return dvh.to_eqd2(self.fractions, float(c.alpha_beta_gy))
+        if spec.quantity == "BED":
+            return dvh.to_bed(self.fractions, float(c.alpha_beta_gy))
+        return dvh

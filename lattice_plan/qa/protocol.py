@@ -23,7 +23,14 @@ and a list of constraints::
     acceptable = "15 Gy"                # optional: beyond limit but within this = minor deviation
     source = "AAPM TG-101 Table 3"
     required = false                    # optional (default true), see below
-    alpha_beta = "2 Gy"                 # only, and always, with an EQD2: metric
+    alpha_beta = "2 Gy"                 # only, and always, with an EQD2: or BED: metric
+
+Peak-to-valley metrics: ``metric = "PVDR"`` (D10/D90 of ``structure``, the
+GTV) reads one structure; ``PVDR[mean]`` (mean vertex over mean valley dose)
+and ``PVDR[point]`` (maximum vertex over minimum valley dose) read the vertices
+named by ``structure`` and the valley named by ``valley = "Valley"``. Their
+limits are plain numbers (ratios). ``PVDR[profile]`` needs dose profiles and
+is not available as a constraint.
 
 A structure the plan lacks gives a "not evaluated" row; ``required = false``
 marks constraints whose organ need not exist for every patient (an oesophagus
@@ -154,8 +161,10 @@ class StructureSpec:
 class Constraint:
     """One dose constraint of an arm.
 
-    ``where`` locates it in its file (``arms.SFRT.constraints[2]``) for messages.
+    ``where`` locates it in its file (``arms.SFRT.constraints #2``) for messages.
     ``result_unit`` is the unit the metric gives ("Gy", "cc", "%" or "").
+    ``valley`` names the valley structure of PVDR[mean] and PVDR[point], whose
+    ``structure`` is then the vertices.
     """
 
     structure: str
@@ -167,6 +176,7 @@ class Constraint:
     required: bool = True
     alpha_beta_gy: float | None = None
     prescription: str | None = None
+    valley: str | None = None
     where: str = ""
     result_unit: str = "Gy"
 
@@ -534,6 +544,7 @@ class _Reader:
                 "required",
                 "alpha_beta",
                 "prescription",
+                "valley",
             },
         )
         structure = self.string(data, path, "structure")
@@ -609,6 +620,29 @@ class _Reader:
                 f"{len(arm.prescriptions)}",
                 "the name or target of the prescription to use",
             )
+        if spec.kind == "pvdr" and spec.pvdr_variant == "profile":
+            raise self.fail(
+                [*path, "metric"],
+                f"{metric} needs dose profiles through the vertex centres, which a DVH-based "
+                "constraint does not have",
+                "PVDR (GTV D10/D90), PVDR[mean] or PVDR[point]",
+            )
+        valley = None
+        needs_valley = spec.kind == "pvdr" and spec.pvdr_variant != "D10/D90"
+        if needs_valley:
+            if "valley" not in data:
+                raise self.fail(
+                    [*path, "valley"],
+                    f"is missing: {metric} compares the vertices ({structure}) with a valley",
+                    'the valley structure, e.g. valley = "Valley"',
+                )
+            valley = self.string(data, path, "valley")
+        elif "valley" in data:
+            raise self.fail(
+                [*path, "valley"],
+                f"is given but {metric} reads one structure",
+                "valley only with PVDR[mean] or PVDR[point]",
+            )
         try:
             return Constraint(
                 structure=structure,
@@ -620,6 +654,7 @@ class _Reader:
                 required=required,
                 alpha_beta_gy=alpha_beta,
                 prescription=prescription,
+                valley=valley,
                 where=f"{self.source}: {_dotted(path)}",
                 result_unit=result_unit,
             )

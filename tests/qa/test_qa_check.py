@@ -231,6 +231,10 @@ def test_unusable_structures_are_not_evaluated_with_the_reason():
     row = result.rows[0]
     assert row.plan_structure == "Spinal Cord" and row.outcome is Outcome.NOT_EVALUATED
     assert reason in row.note and result.verdict is Verdict.INCOMPLETE
+    # a union is not built from a part that cannot be evaluated
+    result = check(_dose(), _structures(), protocol, "A", unusable={"Kidney_R": reason})
+    assert result.rows[1].outcome is Outcome.NOT_EVALUATED
+    assert "union part 'Kidney_R' is not evaluable" in result.rows[1].note
 
 
 def test_fractions_differing_from_the_arm_is_a_major_deviation_and_feed_eqd2():
@@ -296,3 +300,90 @@ def test_json_and_csv_outputs(tmp_path):
     text = result.format_table()
     assert text.splitlines()[-1] == "verdict: incomplete"
     assert "Spinal Cord" in text and "no structure 'Esophagus'" in text
+
+
+PVDR_PROTOCOL = """\
+[protocol]
+name = "PVDR"
+version = "1"
+
+[arms.SFRT]
+fractions = 5
+prescriptions = [{ target = "Vertices", dose = "20 Gy" }]
+
+[[arms.SFRT.constraints]]
+structure = "Vertices"
+metric = "PVDR[mean]"
+valley = "Valley"
+comparison = ">="
+limit = "5"
+
+[[arms.SFRT.constraints]]
+structure = "Vertices"
+metric = "PVDR[point]"
+valley = "Valley"
+comparison = ">="
+limit = "5.01"
+acceptable = "4.99"
+
+[[arms.SFRT.constraints]]
+structure = "Vertices"
+metric = "EQD2:PVDR[mean]"
+alpha_beta = "3 Gy"
+valley = "Valley"
+comparison = ">"
+limit = "9.3"
+acceptable = "9.25"
+
+[[arms.SFRT.constraints]]
+structure = "GTV"
+metric = "PVDR"
+comparison = ">="
+limit = "4.9"
+"""
+
+
+def _sfrt_structures(structures=None):
+    ss = structures or _structures()
+    gtv = ss.get("Spinal Cord").mask
+    hot = np.zeros(GRID.shape, bool)
+    hot[:, :, :3] = True
+    return ss.with_structures(
+        Structure("GTV", gtv, GRID, StructureKind.GTV),
+        Structure("Vertices", gtv & hot, GRID, StructureKind.VERTEX),
+        Structure("Valley", gtv & ~hot, GRID, StructureKind.VALLEY),
+    )
+
+
+def test_pvdr_variants_on_a_dose_of_p_in_the_vertices_and_v_in_the_valley():
+    from lattice_plan.analysis.dvh import DVH
+
+    protocol = parse_protocol(PVDR_PROTOCOL, "pvdr.toml")
+    ss = _sfrt_structures()
+    result = check(_dose(), ss, protocol, "SFRT", subdivisions=1)
+    mean, point, eqd2, d10_d90 = result.rows
+    # P = 20 Gy in every vertex voxel, V = 4 Gy in every valley voxel: PVDR = P / V = 5
+    assert mean.value == pytest.approx(HOT_GY / COLD_GY, rel=1e-12)
+    assert mean.plan_structure == "Vertices / Valley" and mean.outcome is Outcome.PER_PROTOCOL
+    assert point.value == pytest.approx(5.0, rel=1e-12)
+    assert point.outcome is Outcome.MINOR_DEVIATION  # just under 5.01, above 4.99
+    # EQD2 (5 fractions, a/b 3 Gy): 20 Gy -> 20 (4 + 3) / 5 = 28 Gy; 4 Gy -> 4 (0.8 + 3) / 5
+    assert eqd2.value == pytest.approx(28.0 / 3.04, rel=1e-12)  # 9.2105: below 9.25
+    assert eqd2.outcome is Outcome.MAJOR_DEVIATION
+    # GTV D10/D90 from the analysis module's DVH (0.01 Gy bins put D90 within 0.01 Gy of
+    # 4 Gy, so the ratio is within 0.3 % of 20 / 4)
+    gtv = DVH.from_dose(_dose(), ss.get("GTV"), subdivisions=1)
+    expected = gtv.metric("D10%") / gtv.metric("D90%")
+    assert d10_d90.value == pytest.approx(expected, rel=1e-12)
+    assert d10_d90.value == pytest.approx(5.0, rel=3e-3)
+    assert d10_d90.outcome is Outcome.PER_PROTOCOL
+
+
+def test_pvdr_without_a_valley_dose_or_structure_is_not_evaluated():
+    protocol = parse_protocol(PVDR_PROTOCOL, "pvdr.toml")
+    zero_valley = Volume(np.where(_dose().array > 10, HOT_GY, 0.0), GRID, "Gy")
+    row = check(zero_valley, _sfrt_structures(), protocol, "SFRT", subdivisions=1).rows[0]
+    assert row.outcome is Outcome.NOT_EVALUATED and "Valley mean dose is 0 Gy" in row.note
+    row = check(_dose(), _sfrt_structures().without("Valley"), protocol, "SFRT").rows[1]
+    assert row.outcome is Outcome.NOT_EVALUATED
+    assert row.note.startswith("valley: the plan has no structure 'Valley'")

@@ -263,3 +263,53 @@ def test_builtin_structures_cover_the_phantom_names():
     assert p.structure("Kidneys").union_of == ("Kidney_L", "Kidney_R")
     assert "Bowel" in p.structure("Bowel_Small").synonyms
     assert "Oesophagus" in p.structure("Esophagus").synonyms
+
+
+PVDR = """\
+[protocol]
+name = "P"
+version = "1"
+
+[arms.SFRT]
+fractions = 1
+prescriptions = [{ target = "Vertices", dose = "15 Gy" }]
+
+[[arms.SFRT.constraints]]
+structure = "Vertices"
+metric = "PVDR[mean]"
+valley = "Valley"
+comparison = ">="
+limit = "3"
+"""
+
+
+def test_pvdr_constraints_validate_their_structures_and_ratio_limits():
+    c = parse_protocol(PVDR).arm("SFRT").constraints[0]
+    assert (c.valley, c.result_unit, c.limit) == ("Valley", "", Quantity(3.0, ""))
+    # a missing key points at its table's header line
+    with pytest.raises(SpecError, match=r"constraints #1.valley \(line 9\): is missing: PVDR"):
+        parse_protocol(PVDR.replace('valley = "Valley"\n', ""), "p.toml")
+    with pytest.raises(SpecError, match=r"valley .*reads one structure"):
+        parse_protocol(PVDR.replace("PVDR[mean]", "PVDR"), "p.toml")
+    with pytest.raises(SpecError, match=r"needs dose profiles"):
+        parse_protocol(PVDR.replace("PVDR[mean]", "PVDR[profile]"), "p.toml")
+    with pytest.raises(SpecError, match=r"'3 %' is in %; expected a plain number"):
+        parse_protocol(PVDR.replace('limit = "3"', 'limit = "3 %"'), "p.toml")
+
+
+def test_builtin_target_peak_valley_and_edge_constraints():
+    p = load_builtin_protocol()
+    sfrt = p.arm("SFRT")
+    assert _limit(sfrt, "Vertices", "D50%") == (">=", 15.0, "Gy")  # peak at the prescription
+    assert _limit(sfrt, "Valley", "D50%") == ("<=", 5.0, "Gy")
+    assert _limit(sfrt, "Vertices", "PVDR[mean]") == (">=", 3.0, "")
+    (pvdr,) = [c for c in sfrt.constraints if c.metric == "PVDR[mean]"]
+    assert pvdr.valley == "Valley" and pvdr.required
+    assert _limit(sfrt, "GTV", "D98%") == ("<=", 5.0, "Gy")  # edge
+    scart = p.arm("SCART")
+    assert _limit(scart, "STV", "D95%") == (">=", 18.0, "Gy")
+    edge = [(c.comparison.value, c.limit.value) for c in scart.constraints if c.structure == "GTV"]
+    assert edge == [("<=", 5.0), (">=", 3.0)]  # GTV edge held at 3-5 Gy
+    for crt in ("CRT_30Gy_10fx", "CRT_8Gy_1fx"):
+        assert _limit(p.arm(crt), "PTV", "D95%[%]") == (">=", 95.0, "%")  # ICRU 50/62
+        assert _limit(p.arm(crt), "PTV", "D2%[%]") == ("<=", 107.0, "%")
