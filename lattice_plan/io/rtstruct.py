@@ -32,31 +32,35 @@ from pathlib import Path
 import contourpy
 import numpy as np
 from numpy.typing import NDArray
+from pydicom.charset import default_encoding
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import BaseTag
 
 from lattice_plan.errors import DicomError
 from lattice_plan.geometry.grid import Grid
 from lattice_plan.geometry.patient import Patient
 from lattice_plan.geometry.structure import Structure, StructureKind, StructureSet
-from lattice_plan.io.ct import CTSeries
+from lattice_plan.io.ct import CTSeries, read_ct
 from lattice_plan.io.dicom_common import (
     CT_IMAGE_STORAGE,
     RT_STRUCTURE_SET_STORAGE,
     DicomIdentity,
     DicomWarning,
-    format_ds,
     malformed_as_dicom_error,
     new_dataset,
     read_dataset,
     require_modality,
     write_dataset,
 )
+from lattice_plan.io.listing import list_dicom_folder
 
 log = logging.getLogger(__name__)
 
 STUDY_COMPONENT_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"
 KIND_TAG = "lattice_plan kind "
+_CONTOUR_DATA_TAG = 0x30060050
 
 # StructureKind -> DICOM RT ROI Interpreted Type (defined terms, PS3.3 C.8.8.8).
 INTERPRETED_TYPE_OF_KIND: dict[StructureKind, str] = {
@@ -428,8 +432,22 @@ def mask_slice_contours(mask_slice: NDArray[np.bool_]) -> list[NDArray[np.float6
     return out
 
 
-def _contour_data_strings(points_lps_mm: NDArray[np.float64]) -> list[str]:
-    return [format_ds(round(float(v), 4)) for v in points_lps_mm.ravel()]
+def _contour_data_element(points_lps_mm: NDArray[np.float64]) -> RawDataElement:
+    """Contour Data (3006,0050) as an encoded element: decimal strings rounded to 0.1 micrometre.
+
+    Encoded directly because pydicom's per-value DS objects cost ~70 us each and a
+    body outline has tens of thousands of values. Each string is at most 16
+    characters (checked), as DICOM requires.
+    """
+    values = np.round(np.asarray(points_lps_mm, dtype=float).ravel(), 4)
+    if not np.all(np.isfinite(values)) or np.max(np.abs(values)) >= 1e9:
+        raise DicomError("contour coordinates must be finite and within 1e9 mm")
+    text = "\\".join(f"{v:.4f}".rstrip("0").rstrip(".") for v in values.tolist())
+    if len(text) % 2:
+        text += " "  # DICOM values have even length; DS pads with a space
+    return RawDataElement(
+        BaseTag(_CONTOUR_DATA_TAG), "DS", len(text), text.encode("ascii"), 0, False, True
+    )
 
 
 def _contour_image_item(sop_uid: str) -> Dataset:
@@ -454,7 +472,10 @@ def _roi_items(
             item.ContourGeometricType = "CLOSED_PLANAR"
             item.NumberOfContourPoints = len(poly)
             item.ContourNumber = len(contours) + 1
-            item.ContourData = _contour_data_strings(grid.points_lps_mm(ijk))
+            item[_CONTOUR_DATA_TAG] = _contour_data_element(grid.points_lps_mm(ijk))
+            # Declare the item already explicit VR little endian, so pydicom writes the encoded
+            # Contour Data as it is instead of decoding and re-encoding every value.
+            item.set_original_encoding(False, True, default_encoding)
             contours.append(item)
     if not contours:
         return None
@@ -624,12 +645,48 @@ def add_to_rtstruct(
     return str(ds.SOPInstanceUID)
 
 
+def read_patient(
+    ct_folder: str | os.PathLike[str],
+    rtstruct_path: str | os.PathLike[str] | None = None,
+    *,
+    series_uid: str | None = None,
+    slice_thickness_mm: float | None = None,
+    roi_names: Sequence[str] | None = None,
+) -> Patient:
+    """A :class:`Patient` from a CT series and its structure set.
+
+    Without ``rtstruct_path`` the RTSTRUCT is looked for in ``ct_folder`` (and its
+    subfolders): the one in the CT's frame of reference; none gives a patient
+    without structures, several are an error that lists them.
+    """
+    ct = read_ct(ct_folder, series_uid, slice_thickness_mm)
+    if rtstruct_path is None:
+        listing = list_dicom_folder(ct_folder)
+        candidates = [
+            o.path
+            for o in listing.of_modality("RTSTRUCT")
+            if o.frame_of_reference_uid == ct.frame_of_reference_uid
+        ]
+        if len(candidates) > 1:
+            raise DicomError(
+                f"{str(ct_folder)!r} holds {len(candidates)} structure sets for this CT "
+                f"({', '.join(p.name for p in candidates)}); pass rtstruct_path= to choose one"
+            )
+        if not candidates:
+            log.info("no RTSTRUCT for CT %s in %s", ct.series_instance_uid, ct_folder)
+            return ct.to_patient()
+        rtstruct_path = candidates[0]
+    structures = read_rtstruct(rtstruct_path, ct, roi_names=roi_names)
+    return ct.to_patient(structures)
+
+
 __all__ = [
     "INTERPRETED_TYPE_OF_KIND",
     "RoiInfo",
     "add_to_rtstruct",
     "list_rois",
     "mask_slice_contours",
+    "read_patient",
     "read_rtstruct",
     "referenced_image_uids",
     "rtstruct_frame_of_reference_uid",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pydicom
@@ -18,6 +19,7 @@ from lattice_plan.io.rtstruct import (
     add_to_rtstruct,
     list_rois,
     mask_slice_contours,
+    read_patient,
     read_rtstruct,
     write_rtstruct,
 )
@@ -313,3 +315,24 @@ def test_writing_refuses_bad_input_and_writes_nothing(phantom_ct, lattice_struct
     with pytest.raises(DicomError, match="no non-empty structure"):
         write_rtstruct([empty], ct, out)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_read_patient_from_an_export(phantom, phantom_ct, tmp_path):
+    # The phantom export (CT + RTSTRUCT) reads back as the same Patient: HU, grid, masks, kinds.
+    folder, ct = phantom_ct
+    export = tmp_path / "export"
+    shutil.copytree(folder, export)
+    write_rtstruct(phantom.structures, ct, export / "RS.dcm")
+    patient = read_patient(export)
+    assert patient.patient_id == phantom.patient_id
+    assert patient.dicom_uids["FrameOfReferenceUID"] == ct.frame_of_reference_uid
+    np.testing.assert_array_equal(patient.ct.array, phantom.ct.array)
+    assert patient.structures.names == phantom.structures.names
+    for s in phantom.structures:
+        assert patient.structures[s.name].kind == s.kind
+        np.testing.assert_array_equal(patient.structures[s.name].mask, s.mask)
+    write_rtstruct([phantom.structures["GTV"]], ct, export / "RS2.dcm")
+    with pytest.raises(DicomError, match="2 structure sets"):
+        read_patient(export)
+    assert read_patient(export, export / "RS2.dcm").structures.names == ["GTV"]
