@@ -412,6 +412,8 @@ class _Reader:
         if q.unit not in units:
             if q.unit == UNITLESS:
                 problem = f"{data[key]!r} has no unit"
+                if len(units) == 1 and units[0]:
+                    problem += f' (write "{q.value:g} {units[0]}" if that is what is meant)'
             else:
                 problem = f"{data[key]!r} is in {q.unit}"
             raise self.fail(full, problem, what)
@@ -555,8 +557,7 @@ class _Reader:
             raise self.fail(
                 [*path, "metric"],
                 str(exc),
-                "a metric string such as D0.03cc, "
-                "V10Gy[cc], V20Gy, Dmean, D95%, EQD2:D0.03cc or a PVDR form",
+                "one of the accepted forms",
             ) from None
         result_unit = _metrics.metric_result_unit(metric)
         comparison_text = data.get("comparison")
@@ -567,7 +568,7 @@ class _Reader:
                 [*path, "comparison"], f"is {comparison_text!r}", 'one of "<", "<=", ">", ">="'
             ) from None
         expected = (
-            f'a number with unit {result_unit} (what {metric} gives), e.g. "14 {result_unit}"'
+            f"a number with unit {result_unit} (what {metric} gives)"
             if result_unit
             else f"a plain number ({metric} is a ratio)"
         )

@@ -127,7 +127,7 @@ def test_unknown_metric_names_file_key_line_and_forms():
         parse_protocol(text, "bad.toml")
     msg = str(err.value)
     assert msg.startswith("bad.toml: arms.SFRT.constraints #2.metric (line 22): ")
-    assert "'Vabc'" in msg and "expected a metric string such as D0.03cc" in msg
+    assert "'Vabc'" in msg and "accepted forms: Dmax" in msg
 
 
 def test_limit_without_unit():
@@ -136,7 +136,8 @@ def test_limit_without_unit():
         parse_protocol(text, "bad.toml")
     msg = str(err.value)
     assert "arms.SFRT.constraints #1.limit (line 16)" in msg
-    assert "'14' has no unit" in msg and 'e.g. "14 Gy"' in msg
+    assert "'14' has no unit" in msg and '(write "14 Gy" if that is what is meant)' in msg
+    assert msg.endswith("expected a number with unit Gy (what D0.035cc gives)")
 
 
 def test_limit_with_wrong_unit_for_metric():
