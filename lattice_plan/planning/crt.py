@@ -37,7 +37,10 @@ The builder
 
 The Plan's ``info`` records the target position and depths, the candidate
 arrangements with their Dmax/D95, the arrangement chosen and why, the weights,
-the MU per field and in total.
+the MU per field (per fraction, ``mu_per_beam``) and in total (``total_mu``),
+the modulation (1: open fields are their own open-field plan) and timings.
+Without a body outline (no EXTERNAL structure) the PTV is not cropped and the
+gantry angles must be given.
 """
 
 from __future__ import annotations
@@ -487,6 +490,7 @@ def build_crt_plan(
                 f"{iso}; check the PTV and the body outline"
             )
         fields[g] = (beam, d_iso / beam.mu, dose)
+    t_fields = time.perf_counter() - t0
     ptv_dose_grid = structure_on_grid(ptv, engine.dose_grid).mask
     if not ptv_dose_grid.any():
         raise PlanningError(f"CRT plan {name!r}: the PTV has no voxels on the dose grid")
@@ -593,9 +597,17 @@ def build_crt_plan(
         plan,
         info={
             **plan.info,
-            "mu_per_fraction": {b.name: b.mu for b in plan.beams},
-            "total_mu_per_fraction": plan.total_mu,
-            "build_time_s": time.perf_counter() - t0,
+            # MU are per fraction (Beam.mu). The fields are open conformal apertures, so
+            # the plan is its own open-field plan: modulation (MU / open-field MU) is 1.
+            "mu_per_beam": {b.name: b.mu for b in plan.beams},
+            "total_mu": plan.total_mu,
+            "open_field_total_mu": plan.total_mu,
+            "modulation": 1.0,
+            "dose_spacing_mm": engine.dose_grid.spacing_mm[0],
+            "timings_s": {
+                "fields": round(t_fields, 3),
+                "total": round(time.perf_counter() - t0, 3),
+            },
         },
     )
     log.info(

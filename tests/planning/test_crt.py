@@ -256,11 +256,12 @@ def test_phantom_crt_records_how_it_was_made(phantom, phantom_plan):
     centroid = phantom_plan.structures["PTV"].points_lps_mm().mean(axis=0)
     assert np.all(np.abs(iso - centroid) <= 0.5 + 1e-9)
     # MU: per fraction, positive, totalled.
-    mus = info["mu_per_fraction"]
+    mus = info["mu_per_beam"]
     assert set(mus) == {b.name for b in phantom_plan.beams}
     assert all(m > 0 for m in mus.values())
-    assert info["total_mu_per_fraction"] == pytest.approx(sum(mus.values()))
-    assert phantom_plan.total_mu == pytest.approx(info["total_mu_per_fraction"])
+    assert info["total_mu"] == pytest.approx(sum(mus.values()))
+    assert phantom_plan.total_mu == pytest.approx(info["total_mu"])
+    assert info["modulation"] == 1.0  # open conformal fields, no fluence modulation
     # The PTV is the GTV + 10 mm within the body, added to the plan's structures.
     ptv = phantom_plan.structures["PTV"]
     assert ptv.kind is StructureKind.PTV
@@ -345,6 +346,17 @@ def test_central_target_in_water(semi_axes_mm, arrangement, beams):
     assert np.percentile(d, 5) == pytest.approx(30.0, rel=0.01)
     assert d.max() < 1.12 * 30.0
     assert plan.dose.array.max() < 1.12 * 30.0
+
+
+@pytest.mark.slow
+def test_patient_without_a_body_outline_needs_gantry_angles():
+    p = _water_patient((0.0, 0.0, 0.0), target_r=25.0, spacing=4.0, semi_axes_mm=(150.0, 60.0))
+    no_body = Patient(p.ct, p.structures.without("External"))
+    with pytest.raises(PlanningError, match="needs the body outline"):
+        build_crt_plan(no_body, dose_spacing_mm=4.0)
+    plan = build_crt_plan(no_body, gantry_deg=[0, 180], dose_spacing_mm=4.0)
+    assert plan.info["target_position"] is None and plan.info["weights_source"] == "equal"
+    assert np.percentile(_ptv_dose(plan), 5) == pytest.approx(30.0, rel=0.01)
 
 
 def test_bad_input(phantom):
