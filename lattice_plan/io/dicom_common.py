@@ -28,6 +28,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
+from lattice_plan import __version__
 from lattice_plan.errors import DicomError, InputFileError, LatticePlanError
 from lattice_plan.io.atomic import atomic_output_path
 
@@ -38,7 +39,7 @@ RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
 MANUFACTURER = "lattice_plan"
-SOFTWARE_VERSION = "0.1.0"
+SOFTWARE_VERSION = __version__
 
 _MODALITY_OF_SOP_CLASS = {
     CT_IMAGE_STORAGE: "CT",
