@@ -188,31 +188,33 @@ class CheckResult:
         """Write :meth:`to_csv` to ``path`` atomically; returns the path."""
         return _write(path, self.to_csv())
 
+    def display_rows(self) -> list[dict[str, str]]:
+        """The rows as short texts for a report table: structure (with the plan's name when it
+        differs), constraint (with the acceptable limit), value, outcome, source or reason."""
+        out = []
+        for r in self.rows:
+            constraint = f"{r.metric} {r.comparison} {r.limit}"
+            if r.acceptable:
+                constraint += f" (acceptable {r.acceptable})"
+            name = r.structure
+            if r.plan_structure not in (None, r.structure):
+                name += f" [{r.plan_structure}]"
+            out.append(
+                {
+                    "structure": name,
+                    "constraint": constraint,
+                    "value": "-" if r.value is None else f"{r.value:.4g} {r.unit}".rstrip(),
+                    "outcome": r.outcome.value + ("" if r.required else " (optional)"),
+                    "source / reason": r.note if r.outcome is Outcome.NOT_EVALUATED else r.source,
+                }
+            )
+        return out
+
     def format_table(self) -> str:
         """A plain-text table for the terminal, with the verdict last."""
-        header = (
-            "structure",
-            "metric",
-            "limit (acceptable)",
-            "value",
-            "outcome",
-            "source / reason",
-        )
-        lines = []
-        for r in self.rows:
-            value = "-" if r.value is None else f"{r.value:.4g} {r.unit}".rstrip()
-            limit = f"{r.comparison} {r.limit}"
-            if r.acceptable:
-                limit += f" ({r.acceptable})"
-            name = (
-                r.structure
-                if r.plan_structure in (None, r.structure)
-                else (f"{r.structure} [{r.plan_structure}]")
-            )
-            outcome = r.outcome.value + ("" if r.required else " (optional)")
-            why = r.note if r.outcome is Outcome.NOT_EVALUATED else r.source
-            lines.append((name, r.metric, limit, value, outcome, why))
-        widths = [max(len(h), *(len(line[n]) for line in lines)) for n, h in enumerate(header)]
+        header = ("structure", "constraint", "value", "outcome", "source / reason")
+        lines = [tuple(row[h] for h in header) for row in self.display_rows()]
+        widths = [max([len(h)] + [len(line[n]) for line in lines]) for n, h in enumerate(header)]
         fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
         out = [
             f"{self.protocol} v{self.protocol_version}"

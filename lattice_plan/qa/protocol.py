@@ -515,10 +515,12 @@ class _Reader:
             if dose.value <= 0:
                 raise self.fail(rp, f"prescription {n + 1} dose is {dose}", "a positive dose")
             prescriptions.append(Prescription(target, dose.value, self.string(rx, rp, "name", "")))
-        cons_data = data.get("constraints", [])
-        if not isinstance(cons_data, list):
+        cons_data = data.get("constraints")
+        if not isinstance(cons_data, list) or not cons_data:
             raise self.fail(
-                [*path, "constraints"], f"is {cons_data!r}", "[[arms.NAME.constraints]] tables"
+                [*path, "constraints"],
+                "is missing or empty (an arm without constraints would pass any plan)",
+                f"at least one [[arms.{name}.constraints]] table",
             )
         arm_stub = Arm(name, fractions, tuple(prescriptions), ())
         constraints = tuple(

@@ -297,6 +297,15 @@ def test_json_and_csv_outputs(tmp_path):
     assert float(rows[1]["value"]) == pytest.approx(12.0) and rows[2]["value"] == ""
     assert rows[0]["plan_structure"] == "Spinal Cord" and rows[0]["source"] == "test"
     assert not list(tmp_path.glob("*.part"))
+    shown = result.display_rows()
+    assert shown[0] == {
+        "structure": "SpinalCord [Spinal Cord]",
+        "constraint": "Dmax <= 25 Gy",
+        "value": "20 Gy",
+        "outcome": "per protocol",
+        "source / reason": "test",
+    }
+    assert shown[2]["value"] == "-" and "no structure 'Esophagus'" in shown[2]["source / reason"]
     text = result.format_table()
     assert text.splitlines()[-1] == "verdict: incomplete"
     assert "Spinal Cord" in text and "no structure 'Esophagus'" in text

@@ -174,6 +174,12 @@ def test_bad_comparison_and_fractions():
         parse_protocol(_bad("fractions = 1", "fractions = 0"), "bad.toml")
 
 
+def test_arm_without_constraints_is_refused():
+    text = GOOD[: GOOD.index("[[arms.CRT.constraints]]")]
+    with pytest.raises(SpecError, match=r"arms.CRT.constraints \(line 26\): is missing or empty"):
+        parse_protocol(text, "bad.toml")
+
+
 def test_prescription_dose_needs_unit():
     text = _bad('dose = "15 Gy"', "dose = 15")
     with pytest.raises(SpecError, match=r"arms.SFRT.prescriptions.*15 has no unit"):
