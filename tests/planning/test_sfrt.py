@@ -150,3 +150,21 @@ def test_conflicting_objectives_and_zero_beams_are_refused(phantom, engine):
         build_sfrt_plan(phantom, engine=engine, n_beams=0)
     with pytest.raises(PlanningError, match="beamlet_mm"):
         build_sfrt_plan(phantom, engine=engine, beamlet_mm=4.0)
+
+
+@pytest.mark.slow
+def test_arc_and_fine_beamlets(phantom):
+    # Seven beams over a 180 deg arc on the target's side, 2.5 mm beamlets (coarse dose grid,
+    # few iterations: this checks the options reach the plan, not its quality).
+    plan = build_sfrt_plan(
+        phantom, n_beams=7, arc_deg=180.0, beamlet_mm=2.5, dose_spacing_mm=5.0, max_iterations=3
+    )
+    assert "180 deg arc" in plan.info["arrangement"]
+    gantry = plan.info["gantry_deg"]
+    assert len(gantry) == 7 and np.allclose(
+        np.diff(np.unwrap(np.radians(gantry))), np.radians(30.0)
+    )
+    # The arc is centred on the side of the body nearest the (left posterior) mass.
+    assert 90.0 < gantry[3] < 180.0
+    assert all(b.fluence.beamlet_mm == 2.5 for b in plan.beams)
+    assert plan.info["optimizer"]["stop_reason"] == "iteration limit"
