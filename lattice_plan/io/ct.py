@@ -117,8 +117,10 @@ def _scan_ct_headers(folder: Path, recursive: bool) -> tuple[list[_Slice], dict[
             others["not DICOM or unreadable"] += 1
             continue
         modality = modality_of(ds)
-        if modality == "CT" and str(ds.SOPClassUID) == CT_IMAGE_STORAGE:
+        if str(ds.SOPClassUID) == CT_IMAGE_STORAGE:
             cts.append(_Slice(path, ds))
+        elif modality == "CT":
+            others["CT of another SOP class (e.g. enhanced multi-frame CT, not supported)"] += 1
         else:
             others[modality or "other"] += 1
     return cts, dict(others)

@@ -636,8 +636,9 @@ def add_to_rtstruct(
     ds.StructureSetDate = now.strftime("%Y%m%d")
     ds.StructureSetTime = now.strftime("%H%M%S")
     ds.FrameOfReferenceUID = ct.frame_of_reference_uid
-    if "PositionReferenceIndicator" not in ds:
-        ds.PositionReferenceIndicator = ""
+    for keyword in ("PositionReferenceIndicator", "OperatorsName"):  # Type 2, often left out
+        if keyword not in ds:
+            setattr(ds, keyword, "")
     numbers = [int(r.ROINumber) for r in ds.StructureSetROISequence]
     if _add_rois(ds, items, ct, max(numbers, default=0) + 1) == 0:
         raise DicomError("no non-empty structure to add")

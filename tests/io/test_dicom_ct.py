@@ -23,7 +23,9 @@ def _copy_series(src, dst):
 
 def test_phantom_round_trip_same_hu_and_grid(phantom, phantom_ct):
     folder, written = phantom_ct
+    before = {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in written.files}
     ct = read_ct(folder)
+    assert {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in written.files} == before
     # Exact: the phantom CT is integer HU stored as int16 with slope 1, intercept 0.
     assert ct.grid.same_as(phantom.grid, tol_mm=1e-6)
     assert ct.grid.patient_position == "HFS"

@@ -298,6 +298,9 @@ def test_add_to_reference_rtstruct_keeps_its_point_roi(tmp_path, dciodvfy_errors
     add_to_rtstruct(src, [Structure("Box", box, ct.grid, "OAR")], ct, out)
     assert src.read_bytes() == before
     assert [r.name for r in list_rois(out)] == ["POI_1", "Sphere_20_0", "Box"]
+    # The input itself lacks Operators' Name and the Frame of Reference module (dciodvfy errors);
+    # the new object gets them.
+    assert dciodvfy_errors(out) == []
     with pytest.warns(DicomWarning, match="POI_1"):
         back = read_rtstruct(out, ct)
     np.testing.assert_array_equal(back["Box"].mask, box)
