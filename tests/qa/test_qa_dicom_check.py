@@ -9,7 +9,7 @@ import pydicom
 import pytest
 
 from lattice_plan.analysis.radiobiology import eqd2_gy
-from lattice_plan.errors import ProtocolError
+from lattice_plan.errors import DicomError, ProtocolError
 from lattice_plan.io.dicom_common import DicomWarning
 from lattice_plan.qa.check import Verdict
 from lattice_plan.qa.dicom_check import check_dicom, rois_outside_grid
@@ -216,3 +216,16 @@ def test_rois_reaching_outside_the_dose_grid_are_found():
     outside = rois_outside_grid(folder / "rtss.dcm", cropped)
     assert set(outside) == {"BODY", "Lt Lung", "Borders"}  # Borders: z 69.6-72.6 mm
     assert "outside the dose grid" in outside["Lt Lung"]
+
+
+def test_contour_data_parsed_raw_or_converted_alike():
+    from pydicom.dataset import Dataset
+
+    from lattice_plan.qa.dicom_check import _contour_data
+
+    item = Dataset()
+    item.ContourData = [1.5, -2.25, 3.0, 4.0, 5.0, 6.0]  # a converted (not raw) element
+    assert _contour_data(item).tolist() == [[1.5, -2.25, 3.0], [4.0, 5.0, 6.0]]
+    item.ContourData = [1.0, 2.0]
+    with pytest.raises(DicomError, match="not a multiple of 3"):
+        _contour_data(item)
