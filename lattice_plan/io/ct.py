@@ -351,22 +351,27 @@ def _assemble(slices: list[_Slice], series_uid: str, root: Path) -> CTSeries:
 
 
 def identity_for(patient: Patient) -> DicomIdentity:
-    """The DICOM identity of ``patient``: its CT's study and frame when known, else new ones."""
+    """The DICOM identity of ``patient``: its CT's study and frame of reference.
+
+    A patient read from DICOM keeps its UIDs (``dicom_uids``). A synthetic
+    patient without them gets UIDs derived from its id, name and description,
+    so every call (and every export of the same phantom) agrees: the CT, RTSTRUCT,
+    RTPLAN and RTDOSE written for it share one study and frame of reference.
+    """
     uids = patient.dicom_uids
     if "StudyInstanceUID" in uids and "FrameOfReferenceUID" in uids:
-        return DicomIdentity(
-            patient_id=patient.patient_id,
-            patient_name=patient.patient_name,
-            study_instance_uid=uids["StudyInstanceUID"],
-            frame_of_reference_uid=uids["FrameOfReferenceUID"],
-            study_description=patient.description[:64],
-            patient_position=patient.grid.patient_position,
-        )
-    return DicomIdentity.new(
-        patient.patient_id,
-        patient.patient_name,
-        patient.description,
-        patient.grid.patient_position,
+        study, frame = uids["StudyInstanceUID"], uids["FrameOfReferenceUID"]
+    else:
+        key = [patient.patient_id, patient.patient_name, patient.description]
+        study = generate_uid(entropy_srcs=[*key, "study"])
+        frame = generate_uid(entropy_srcs=[*key, "frame of reference"])
+    return DicomIdentity(
+        patient_id=patient.patient_id,
+        patient_name=patient.patient_name,
+        study_instance_uid=study,
+        frame_of_reference_uid=frame,
+        study_description=patient.description[:64],
+        patient_position=patient.grid.patient_position,
     )
 
 
