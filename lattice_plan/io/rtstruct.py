@@ -42,7 +42,7 @@ from lattice_plan.errors import DicomError
 from lattice_plan.geometry.grid import Grid
 from lattice_plan.geometry.patient import Patient
 from lattice_plan.geometry.structure import Structure, StructureKind, StructureSet
-from lattice_plan.io.ct import CTSeries, read_ct
+from lattice_plan.io.ct import CTSeries, read_ct, write_ct_series
 from lattice_plan.io.dicom_common import (
     CT_IMAGE_STORAGE,
     RT_STRUCTURE_SET_STORAGE,
@@ -681,9 +681,40 @@ def read_patient(
     return ct.to_patient(structures)
 
 
+@dataclass(frozen=True)
+class WrittenPatient:
+    """What :func:`write_patient` wrote: the CT series and the structure set's path and UID."""
+
+    ct: CTSeries
+    rtstruct_path: Path | None
+    rtstruct_uid: str | None
+
+
+def write_patient(
+    patient: Patient,
+    folder: str | os.PathLike[str],
+    *,
+    series_description: str = "lattice_plan CT",
+    label: str = "lattice_plan",
+) -> WrittenPatient:
+    """Write ``patient`` as a CT series plus (when it has non-empty structures) ``RS.dcm``.
+
+    Both go into ``folder``, in the patient's study and frame of reference (see
+    :func:`~lattice_plan.io.ct.identity_for`); :func:`read_patient` reads them back.
+    """
+    ct = write_ct_series(patient, folder, series_description=series_description)
+    structures = [s for s in patient.structures if not s.is_empty]
+    if not structures:
+        return WrittenPatient(ct, None, None)
+    path = Path(folder) / "RS.dcm"
+    uid = write_rtstruct(structures, ct, path, label=label)
+    return WrittenPatient(ct, path, uid)
+
+
 __all__ = [
     "INTERPRETED_TYPE_OF_KIND",
     "RoiInfo",
+    "WrittenPatient",
     "add_to_rtstruct",
     "list_rois",
     "mask_slice_contours",
@@ -691,5 +722,6 @@ __all__ = [
     "read_rtstruct",
     "referenced_image_uids",
     "rtstruct_frame_of_reference_uid",
+    "write_patient",
     "write_rtstruct",
 ]

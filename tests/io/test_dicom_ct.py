@@ -137,6 +137,20 @@ def test_missing_slices_detected(phantom_ct, tmp_path):
         read_ct(gap)
 
 
+def test_non_uniform_spacing_refused(phantom_ct, tmp_path):
+    folder, written = phantom_ct
+    uneven = _copy_series(folder, tmp_path / "uneven")
+    f = uneven / written.files[20].name
+    ds = pydicom.dcmread(f)
+    ds.ImagePositionPatient = [
+        *list(ds.ImagePositionPatient)[:2],
+        str(float(ds.ImagePositionPatient[2]) + 0.7),
+    ]
+    ds.save_as(f)
+    with pytest.raises(DicomError, match="not uniform"):
+        read_ct(uneven)
+
+
 def test_oblique_ct_refused(phantom_ct, tmp_path):
     folder, _ = phantom_ct
     oblique = _copy_series(folder, tmp_path / "oblique")

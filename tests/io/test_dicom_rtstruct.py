@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import numpy as np
 import pydicom
@@ -21,6 +20,7 @@ from lattice_plan.io.rtstruct import (
     mask_slice_contours,
     read_patient,
     read_rtstruct,
+    write_patient,
     write_rtstruct,
 )
 from tests.conftest import reference_path
@@ -321,21 +321,20 @@ def test_writing_refuses_bad_input_and_writes_nothing(phantom_ct, lattice_struct
 
 
 @pytest.mark.slow
-def test_read_patient_from_an_export(phantom, phantom_ct, tmp_path):
+def test_read_patient_from_an_export(phantom, tmp_path):
     # The phantom export (CT + RTSTRUCT) reads back as the same Patient: HU, grid, masks, kinds.
-    folder, ct = phantom_ct
     export = tmp_path / "export"
-    shutil.copytree(folder, export)
-    write_rtstruct(phantom.structures, ct, export / "RS.dcm")
+    written = write_patient(phantom, export)
+    assert written.rtstruct_path == export / "RS.dcm"
     patient = read_patient(export)
     assert patient.patient_id == phantom.patient_id
-    assert patient.dicom_uids["FrameOfReferenceUID"] == ct.frame_of_reference_uid
+    assert patient.dicom_uids["FrameOfReferenceUID"] == written.ct.frame_of_reference_uid
     np.testing.assert_array_equal(patient.ct.array, phantom.ct.array)
     assert patient.structures.names == phantom.structures.names
     for s in phantom.structures:
         assert patient.structures[s.name].kind == s.kind
         np.testing.assert_array_equal(patient.structures[s.name].mask, s.mask)
-    write_rtstruct([phantom.structures["GTV"]], ct, export / "RS2.dcm")
+    write_rtstruct([phantom.structures["GTV"]], written.ct, export / "RS2.dcm")
     with pytest.raises(DicomError, match="2 structure sets"):
         read_patient(export)
     assert read_patient(export, export / "RS2.dcm").structures.names == ["GTV"]
