@@ -392,9 +392,33 @@ def _structures_from(
     return StructureSet(tuple(structures), grid), skipped
 
 
+def _referenced_series_uids(ds: Dataset) -> set[str]:
+    return {
+        str(series.SeriesInstanceUID)
+        for ref in ds.get("ReferencedFrameOfReferenceSequence", [])
+        for study in ref.get("RTReferencedStudySequence", [])
+        for series in study.get("RTReferencedSeriesSequence", [])
+        if "SeriesInstanceUID" in series
+    }
+
+
 def _check_ct_references(ds: Dataset, ct: CTSeries, where: str) -> None:
+    """Refuse a structure set drawn on this CT series when some of its slices are absent.
+
+    A structure set drawn on another series of the same frame of reference (a
+    re-export, a registered scan) is rasterised on this CT without complaint:
+    the contours are in patient coordinates.
+    """
     referenced = referenced_image_uids(ds)
-    if not referenced:
+    series = _referenced_series_uids(ds)
+    if not referenced or (series and ct.series_instance_uid not in series):
+        if series:
+            log.info(
+                "%s was drawn on series %s; rasterising on CT series %s of the same frame",
+                where,
+                ", ".join(sorted(series)),
+                ct.series_instance_uid,
+            )
         return
     present = set(ct.slice_sop_instance_uids)
     missing = referenced - present

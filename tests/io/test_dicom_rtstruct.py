@@ -11,7 +11,7 @@ import pytest
 from lattice_plan.errors import DicomError
 from lattice_plan.geometry import Grid, Patient, Structure, StructureKind, StructureSet, Volume
 from lattice_plan.geometry.morphology import contract, ring, subtract, union
-from lattice_plan.io.ct import read_ct, write_ct_series
+from lattice_plan.io.ct import read_ct, read_ct_series, write_ct_series
 from lattice_plan.io.dicom_common import DicomIdentity, DicomWarning
 from lattice_plan.io.rtdose import load_rtdose
 from lattice_plan.io.rtstruct import (
@@ -338,3 +338,22 @@ def test_read_patient_from_an_export(phantom, tmp_path):
     with pytest.raises(DicomError, match="2 structure sets"):
         read_patient(export)
     assert read_patient(export, export / "RS2.dcm").structures.names == ["GTV"]
+
+
+def test_structures_of_a_reexported_ct_read_on_the_new_series(phantom, phantom_ct, tmp_path):
+    # Same frame of reference, another series (our re-export): the contours, in patient
+    # coordinates, are rasterised on the new series; only a partial copy of the *same* series is
+    # refused (see the breast-boost test above).
+    _, ct = phantom_ct
+    gtv = phantom.structures["GTV"]
+    path = tmp_path / "RS.dcm"
+    write_rtstruct([gtv], ct, path)
+    again = write_ct_series(read_ct_series(ct.files[0].parent), tmp_path / "again")
+    assert again.series_instance_uid != ct.series_instance_uid
+    np.testing.assert_array_equal(read_rtstruct(path, again)["GTV"].mask, gtv.mask)
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for f in ct.files[:40]:
+        (partial / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(DicomError, match="export is incomplete"):
+        read_rtstruct(path, read_ct(partial))
