@@ -1,1 +1,15 @@
-"""Input and output: DICOM CT, RTSTRUCT, RTDOSE, RTPLAN; vertex tables; plan specs; atomic writes."""
+"""Input and output: DICOM CT, RTSTRUCT, RTDOSE, RTPLAN; vertex tables; plan specs; atomic writes.
+
+DICOM modules (import from the submodule):
+
+- ``io.ct``: ``read_ct`` / ``read_ct_series`` (a CT series from a folder), ``write_ct_series``,
+  ``identity_for`` (the study and frame of reference a patient's outputs share).
+- ``io.rtstruct``: ``read_rtstruct`` (masks on a CT or any axial grid), ``write_rtstruct``,
+  ``add_to_rtstruct``, ``list_rois``, ``read_patient`` / ``write_patient`` (CT + structures).
+- ``io.rtdose``: ``read_rtdose`` (a dose Volume) / ``load_rtdose`` (with its context),
+  ``write_rtdose``.
+- ``io.rtplan``: ``read_rtplan``, ``write_rtplan``; ``io.fluence_text``: optimal-fluence files.
+- ``io.listing``: ``list_dicom_folder`` (what a folder holds and what references what).
+- ``io.rtutils_compat``: rt-utils 1.2.7 used around its known faults.
+- ``io.dicom_common``: ``DicomIdentity``, ``DicomWarning``, ``read_dataset``, ``format_ds``.
+"""
