@@ -28,7 +28,7 @@ from lattice_plan.planning.optimizer import FluenceLayout
 
 BEAMLET_SIZES_MM = (2.5, 5.0)
 DEFAULT_FLUENCE_MARGIN_MM = 5.0
-_PROJECTION_PIXEL_MM = 0.5
+_PROJECTION_PIXEL_MM = 1.0
 
 
 @dataclass(frozen=True)

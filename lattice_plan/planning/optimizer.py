@@ -294,7 +294,7 @@ def _stop_reason(res: optimize.OptimizeResult, max_iterations: int) -> str:
 class FluenceObjective:
     """F(x) and its gradient (call it with x); keeps the last evaluation's weighted terms.
 
-    ``x_ref`` is the fluence scale of the smoothness penalty (the mean initial weight).
+    ``x_ref`` is the fluence scale of the smoothness penalty (a typical beamlet weight).
     """
 
     def __init__(
@@ -315,9 +315,10 @@ class FluenceObjective:
         self.last_terms: dict[str, float] = {}
         self.evaluations = 0
 
-    def __call__(self, x: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-        self.evaluations += 1
-        dose = self.operator.forward(x)
+    def dose_terms(
+        self, dose: NDArray[np.float64]
+    ) -> tuple[float, NDArray[np.float64], dict[str, float]]:
+        """The weighted objective terms of a dose at the operator's voxels, and their gradient."""
         g_dose = np.zeros_like(dose)
         total = 0.0
         values: dict[str, float] = {}
@@ -327,6 +328,15 @@ class FluenceObjective:
             total += w * v
             values[t.objective.describe()] = w * v
             g_dose[t.voxels] += w * g  # a term's voxels are distinct
+        return total, g_dose, values
+
+    def smoothness_value(self, x: NDArray[np.float64]) -> float:
+        dx = self.D @ x
+        return self.smooth_coef * float(dx @ dx)
+
+    def __call__(self, x: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+        self.evaluations += 1
+        total, g_dose, values = self.dose_terms(self.operator.forward(x))
         grad = self.operator.adjoint(g_dose)
         if self.smooth_coef > 0:
             dx = self.D @ x
@@ -358,7 +368,8 @@ def optimize_fluence(
     ``operator`` maps the ``layout.n_beamlets`` weights to the dose at its
     voxels; ``terms`` index into those voxels; ``dose_scale_gy`` (> 0, e.g.
     the prescription) makes F dimensionless. ``x0`` defaults to uniform weights
-    scaled so that the mean dose over all term voxels equals ``dose_scale_gy``.
+    over the active beamlets at the scale that minimises F; the smoothness
+    penalty's fluence scale is the mean initial weight.
     ``active`` (bool per beamlet, default all) marks the beamlets that may carry
     weight; the others are held at zero.
     ``progress(iteration, objective)`` is called after each iteration. Stops on
@@ -403,6 +414,9 @@ def optimize_fluence(
                 f"active must mark at least one of the {n} beamlets (bool array of shape ({n},))"
             )
     if x0 is None:
+        # Uniform weights over the active beamlets, scaled by the factor (of 40 log-spaced
+        # ones around the scale that gives a mean dose of dose_scale_gy) that minimises F:
+        # the dose is linear in the scale, so this costs one operator call.
         ones = free.astype(float)
         d1 = operator.forward(ones)
         used = np.zeros(operator.n_voxels, dtype=bool)
@@ -414,7 +428,11 @@ def optimize_fluence(
                 "the beams deliver no dose to the structures with objectives; check the isocentre "
                 "and the fluence maps"
             )
-        x_start = ones * (dose_scale_gy / mean)
+        # F of uniform weights without the smoothness term (zero inside the maps).
+        scan = FluenceObjective(operator, terms, layout, dose_scale_gy, 0.0, 1.0)
+        scales = (dose_scale_gy / mean) * np.geomspace(0.02, 2.0, 40)
+        values = [scan.dose_terms(c * d1)[0] for c in scales]
+        x_start = ones * float(scales[int(np.argmin(values))])
     else:
         x_start = np.array(x0, dtype=float)
         if x_start.shape != (n,) or not np.all(np.isfinite(x_start)) or np.any(x_start < 0):
@@ -423,7 +441,6 @@ def optimize_fluence(
     x_ref = float(x_start[free].mean())
     if not x_ref > 0:
         raise PlanningError("x0 must have some positive weight")
-
     problem = FluenceObjective(operator, terms, layout, dose_scale_gy, smoothness, x_ref)
     f0, _ = problem(x_start)
     history = [f0]
