@@ -7,13 +7,22 @@ problem; ``-v`` shows the library's log, ``-q`` only errors.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lattice_plan import __version__
-from lattice_plan.errors import LatticePlanError
+from lattice_plan.errors import (
+    AnalysisError,
+    InputFileError,
+    LatticePlanError,
+    ProtocolError,
+    SpecError,
+)
 
 log = logging.getLogger("lattice_plan.cli")
 
@@ -21,12 +30,323 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 
 
+class ProgressBars:
+    """A workflow progress callback ``(task, done, total)`` shown as one tqdm bar per task.
+
+    Bars go to stderr and are left out when stderr is not a terminal or with ``-q``.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._task: str | None = None
+        self._bar: Any = None
+
+    def __call__(self, task: str, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if task != self._task:
+            self.close()
+            self._task = task
+            self._bar = tqdm(total=total, desc=task, unit="step", leave=False, disable=None)
+        if self._bar is not None:
+            self._bar.n = done
+            self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self._bar = None
+        self._task = None
+
+
+def _progress(args: argparse.Namespace) -> ProgressBars:
+    return ProgressBars(enabled=not args.quiet)
+
+
+def _parse_value(text: str) -> Any:
+    """A --set value as TOML (number, boolean, string, list); a bare word is a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(
+                f"--set {pair!r}: expected KEY=VALUE with a dotted plan-spec key, "
+                "e.g. --set lattice.spacing_mm=25"
+            )
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def _require_dir(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.is_dir():
+        raise InputFileError(f"{what} {path!r} does not exist or is not a folder")
+    return p
+
+
+def _require_file(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"{what} {path!r} does not exist or is not a file")
+    return p
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from lattice_plan.demo import run_demo
 
-    summary = run_demo(Path(args.out), progress=not args.quiet)
+    bars = _progress(args)
+    try:
+        summary = run_demo(Path(args.out), fast=args.fast, progress=bars)
+    finally:
+        bars.close()
     if not args.quiet:
         print(summary)
+    return EXIT_OK
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from lattice_plan.demo import summary_text
+    from lattice_plan.workflow import load_dicom_case, run_case
+
+    ct_dir = _require_dir(args.ct, "CT folder")
+    rtstruct = _require_file(args.rtstruct, "RTSTRUCT")
+    for f in args.spec or ():
+        _require_file(f, "plan spec")
+    overrides = _overrides(args.set)
+    overrides["structures.gtv"] = args.gtv
+    if args.oar:
+        overrides["structures.oars"] = list(args.oar)
+    case = load_dicom_case(ct_dir, rtstruct, gtv=args.gtv, oars=args.oar, external=args.external)
+    arms = [a.upper() for a in (args.arm or ["SFRT", "SCART", "CRT"])]
+    bars = _progress(args)
+    try:
+        metrics = run_case(
+            case.patient,
+            arms,
+            args.out,
+            spec_files=args.spec,
+            overrides=overrides,
+            protocol=None if args.no_qa else args.protocol,
+            write_ct=False,
+            progress=bars,
+            ct_series=case.ct,
+            source_rtstruct=case.rtstruct_path,
+            figures=not args.no_figures,
+            scene=not args.no_scene,
+        )
+    finally:
+        bars.close()
+    if not args.quiet:
+        print(summary_text(metrics, Path(args.out)))
+    return EXIT_OK
+
+
+def _cmd_vertices(args: argparse.Namespace) -> int:
+    from lattice_plan.geometry.lattice import LatticeParameters, place_vertices
+    from lattice_plan.io.ct import read_ct
+    from lattice_plan.io.rtstruct import add_to_rtstruct, read_rtstruct
+    from lattice_plan.io.vertex_table import write_vertex_table
+
+    ct_dir = _require_dir(args.ct, "CT folder")
+    rtstruct = _require_file(args.rtstruct, "RTSTRUCT")
+    ct = read_ct(ct_dir)
+    structures = read_rtstruct(rtstruct, ct)
+    gtv = structures.get(args.gtv)
+    oars = [structures.get(n) for n in args.oar or ()]
+    params = LatticeParameters(
+        diameter_mm=args.diameter,
+        spacing_mm=args.spacing,
+        pattern=args.pattern,
+        gtv_margin_mm=args.gtv_margin,
+        oar_clearance_mm=args.oar_clearance,
+        max_vertices=args.max_vertices,
+        rotation_step_deg=args.rotation_step,
+    )
+    result = place_vertices(gtv, oars, params)
+    combined = result.vertices.renamed(args.name)
+    singles = [s.renamed(f"{args.name}_{n:02d}") for n, s in enumerate(result.vertex_structures, 1)]
+    add_to_rtstruct(rtstruct, [combined, *singles], ct, args.out)
+    if args.csv:
+        write_vertex_table(result, args.csv)
+    if not args.quiet:
+        print(
+            f"{result.n_vertices} vertices ({params.pattern.value}, {params.diameter_mm:g} mm "
+            f"spheres, {params.spacing_mm:g} mm apart) in {gtv.name} ({gtv.volume_cc:.1f} cc): "
+            f"{result.vertices_per_100cc:.2f} per 100 cc; wrote {args.out}"
+            + (f" and {args.csv}" if args.csv else "")
+        )
+        for n, c in enumerate(result.centers_lps_mm, 1):
+            print(f"  {args.name}_{n:02d}: ({c[0]:.1f}, {c[1]:.1f}, {c[2]:.1f}) mm LPS")
+    return EXIT_OK
+
+
+def _metric_list(text: str | None) -> tuple[str, ...]:
+    from lattice_plan.workflow import DEFAULT_METRICS
+
+    if text is None:
+        return DEFAULT_METRICS
+    items = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not items:
+        raise AnalysisError(f"--metrics {text!r} names no metric; e.g. --metrics 'Dmean,D95%'")
+    return items
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _structure_table(result: dict[str, Any]) -> str:
+    """Rows: structures; columns: volume and the metrics."""
+    header = ["structure", "volume_cc", *result["metrics"]]
+    rows = [
+        [name, *(_format_value(entry.get(c)) for c in header[1:])]
+        for name, entry in result["structures"].items()
+    ]
+    widths = [
+        max(len(h), *(len(r[n]) for r in rows)) if rows else len(h) for n, h in enumerate(header)
+    ]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*header), *(fmt.format(*r) for r in rows)])
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from lattice_plan.workflow import evaluate_dicom
+
+    rtdose = _require_file(args.rtdose, "RTDOSE")
+    rtstruct = _require_file(args.rtstruct, "RTSTRUCT")
+    if args.ct is not None:
+        _require_dir(args.ct, "CT folder")
+    if args.rtplan is not None:
+        _require_file(args.rtplan, "RTPLAN")
+    if args.protocol is not None and args.arm is None:
+        raise ProtocolError("--protocol needs --arm (the protocol arm to check the plan against)")
+    result = evaluate_dicom(
+        rtdose,
+        rtstruct,
+        ct_dir=args.ct,
+        rtplan_path=args.rtplan,
+        metrics=_metric_list(args.metrics),
+        protocol=args.protocol,
+        arm=args.arm,
+        fractions=args.fractions,
+        prescription_gy=args.prescription_gy,
+    )
+    if args.json:
+        _write_json(args.json, result)
+    if not args.quiet:
+        print(
+            f"{result['plan']}: dose max {result['dose']['max_gy']:.3f} Gy, "
+            f"{result['fractions'] or '?'} fraction(s), prescription "
+            f"{_format_value(result['prescription_gy'])} Gy"
+        )
+        print(_structure_table(result))
+        for variant, p in result["pvdr"].items():
+            which = p.get("structure") or " / ".join(p["structures"])
+            print(f"PVDR {variant} ({which}): {p['value']:.3f}")
+        for note in result["notes"]:
+            print(f"note: {note}")
+        for name, entry in result["structures"].items():
+            if "note" in entry:
+                print(f"note: {name}: {entry['note']}")
+        if "qa" in result:
+            qa = result["qa"]
+            print(f"QA {qa['protocol']} arm {qa['arm']}: {qa['verdict']} ({qa['counts']})")
+    return EXIT_OK
+
+
+def _write_json(path: str, data: Any) -> None:
+    from lattice_plan.io.atomic import atomic_output_path
+
+    target = Path(path)
+    if target.parent and not target.parent.is_dir():
+        raise InputFileError(f"folder of {path!r} does not exist; create it first")
+    with atomic_output_path(target) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from lattice_plan.workflow import evaluate_dicom
+
+    table: dict[str, dict[str, Any]] = {}
+    columns: list[str] = []
+    if args.dirs and args.rtdose:
+        raise InputFileError("give either plan folders or --rtdose files, not both")
+    if args.dirs:
+        for d in args.dirs:
+            folder = _require_dir(d, "plan folder")
+            path = folder / "metrics.json"
+            if not path.is_file():
+                raise InputFileError(
+                    f"{d!r} holds no metrics.json; give folders written by 'lattice-plan plan' or 'demo'"
+                )
+            metrics = json.loads(path.read_text(encoding="utf-8"))
+            label = folder.name
+            for plan in metrics["plans"]:
+                col = plan if len(args.dirs) == 1 else f"{label}/{plan}"
+                columns.append(col)
+                for part in ("physical", "eqd2"):
+                    for metric, per in metrics["comparison"][part].items():
+                        table.setdefault(metric, {})[col] = per.get(plan)
+    elif args.rtdose:
+        if args.rtstruct is None:
+            raise InputFileError("--rtdose needs --rtstruct (the structure set of the doses)")
+        rtstruct = _require_file(args.rtstruct, "RTSTRUCT")
+        names = args.names or [Path(p).stem for p in args.rtdose]
+        if len(names) != len(args.rtdose):
+            raise InputFileError(
+                f"--names gives {len(names)} names for {len(args.rtdose)} --rtdose files"
+            )
+        metric_list = _metric_list(args.metrics)
+        for name, dose_path in zip(names, args.rtdose, strict=True):
+            result = evaluate_dicom(
+                _require_file(dose_path, "RTDOSE"), rtstruct, metrics=metric_list
+            )
+            columns.append(name)
+            for roi, entry in result["structures"].items():
+                for m in metric_list:
+                    table.setdefault(f"{roi} {m}", {})[name] = entry.get(m)
+    else:
+        raise InputFileError("give plan folders (lattice-plan compare DIR...) or --rtdose files")
+    if args.json:
+        _write_json(args.json, table)
+    if not args.quiet:
+        header = ["metric", *columns]
+        rows = [[m, *(_format_value(per.get(c)) for c in columns)] for m, per in table.items()]
+        widths = [max(len(h), *(len(r[n]) for r in rows)) for n, h in enumerate(header)]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+        print("\n".join([fmt.format(*header), *(fmt.format(*r) for r in rows)]))
+    return EXIT_OK
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from lattice_plan.viz.scene3d import export_scene_vtk, save_scene_png, show_scene
+    from lattice_plan.workflow import plan_scene
+
+    folder = _require_dir(args.plan_dir, "plan folder")
+    scene = plan_scene(folder, plan=args.plan)
+    if args.export:
+        written = export_scene_vtk(scene, args.export)
+        if not args.quiet:
+            print(f"wrote {len(written)} VTK files to {args.export}")
+    if args.screenshot:
+        save_scene_png(scene, args.screenshot, view=args.view)
+        if not args.quiet:
+            print(f"wrote {args.screenshot}")
+    elif not args.export:
+        show_scene(scene, view=args.view)
     return EXIT_OK
 
 
@@ -70,12 +390,184 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="run the whole job on the built-in phantom",
-        description="Build the built-in lumbar-metastasis phantom and write its summary and figures to DIR.",
+        description=(
+            "Plan the built-in lumbar-metastasis phantom in the three arms (SFRT, SCART, CRT), "
+            "compare the plans and check them against the built-in study protocol. DIR gets the "
+            "CT series, one RTSTRUCT, an RTPLAN and RTDOSE per plan, metrics.json, figures, 3D "
+            "images and report.html."
+        ),
     )
     demo.add_argument(
         "--out", required=True, metavar="DIR", help="output folder (created if missing)"
     )
+    demo.add_argument(
+        "--fast",
+        action="store_true",
+        help="coarse and quick: 4 mm CT, 5 mm dose grid, 12 optimiser iterations",
+    )
     demo.set_defaults(func=_cmd_demo)
+
+    plan = sub.add_parser(
+        "plan",
+        help="plan a DICOM patient (CT + RTSTRUCT) in one or more arms",
+        description=(
+            "Plan a patient from a CT folder and its RTSTRUCT: SFRT, SCART and/or CRT plans, "
+            "their comparison and protocol QA. DIR gets an RTSTRUCT (the input's ROIs plus "
+            "the planning structures: vertices, valley, STV, PTV...), an RTPLAN and RTDOSE per "
+            "plan referencing the input CT, metrics.json, figures, 3D images and report.html."
+        ),
+    )
+    plan.add_argument("--ct", required=True, metavar="DIR", help="folder of the CT series")
+    plan.add_argument("--rtstruct", required=True, metavar="FILE", help="its RTSTRUCT")
+    plan.add_argument("--gtv", required=True, metavar="NAME", help="ROI name of the GTV")
+    plan.add_argument(
+        "--arm",
+        action="append",
+        type=str.lower,
+        choices=["sfrt", "scart", "crt"],
+        help="arm to plan (repeat for several; default: all three)",
+    )
+    plan.add_argument(
+        "--spec",
+        action="append",
+        metavar="FILE.toml",
+        help="plan-spec TOML for the arm it names (repeat for several arms)",
+    )
+    plan.add_argument(
+        "--oar",
+        nargs="+",
+        metavar="NAME",
+        help="ROI names of the organs at risk (default: every ROI of type ORGAN)",
+    )
+    plan.add_argument(
+        "--external", metavar="NAME", help="ROI name of the body outline (default: type EXTERNAL)"
+    )
+    plan.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a plan-spec key, e.g. --set dose.spacing_mm=3 --set lattice.spacing_mm=25",
+    )
+    plan.add_argument(
+        "--protocol",
+        default="builtin",
+        metavar="NAME|FILE",
+        help="protocol for QA: 'builtin' (default), a built-in name or a TOML file",
+    )
+    plan.add_argument("--no-qa", action="store_true", help="skip the protocol QA")
+    plan.add_argument("--no-figures", action="store_true", help="skip the figures")
+    plan.add_argument("--no-scene", action="store_true", help="skip the 3D images")
+    plan.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    plan.set_defaults(func=_cmd_plan)
+
+    vert = sub.add_parser(
+        "vertices",
+        help="place lattice vertices in a GTV and write them into a copy of the RTSTRUCT",
+        description=(
+            "Place lattice vertices (spheres) in the GTV of a DICOM patient, clear of the named "
+            "OARs, and write a copy of the RTSTRUCT with the vertices added (one ROI with all "
+            "spheres and one per sphere), for import into a planning system."
+        ),
+    )
+    vert.add_argument("--ct", required=True, metavar="DIR", help="folder of the CT series")
+    vert.add_argument("--rtstruct", required=True, metavar="FILE", help="its RTSTRUCT")
+    vert.add_argument("--gtv", required=True, metavar="NAME", help="ROI name of the GTV")
+    vert.add_argument("--oar", nargs="+", metavar="NAME", help="ROIs to keep the vertices from")
+    vert.add_argument(
+        "--pattern",
+        default="hcp",
+        help="hcp (default), fcc, simple_cubic (sc) or alternating_cubic (bcc)",
+    )
+    vert.add_argument("--diameter", type=float, default=15.0, metavar="MM", help="sphere diameter")
+    vert.add_argument(
+        "--spacing", type=float, default=30.0, metavar="MM", help="centre-to-centre distance"
+    )
+    vert.add_argument(
+        "--gtv-margin",
+        type=float,
+        default=5.0,
+        metavar="MM",
+        help="sphere surface to GTV surface, at least",
+    )
+    vert.add_argument(
+        "--oar-clearance",
+        type=float,
+        default=10.0,
+        metavar="MM",
+        help="sphere surface to every OAR, at least",
+    )
+    vert.add_argument("--max-vertices", type=int, metavar="N", help="keep at most N vertices")
+    vert.add_argument(
+        "--rotation-step",
+        type=float,
+        metavar="DEG",
+        help="also search lattice rotations about z in steps of DEG",
+    )
+    vert.add_argument("--name", default="Vertices", help="ROI name (per-sphere ROIs get _01, ...)")
+    vert.add_argument("--out", required=True, metavar="FILE.dcm", help="RTSTRUCT to write")
+    vert.add_argument("--csv", metavar="FILE", help="also write the vertex centres as CSV")
+    vert.set_defaults(func=_cmd_vertices)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="DVH metrics, PVDR and protocol QA of any plan's RTDOSE + RTSTRUCT",
+        description=(
+            "DVH metrics of every ROI of an exported plan from any planning system, PVDR, and "
+            "with --arm a protocol check. Without --ct the ROIs are rasterised on the dose grid. "
+            "D-metrics are in Gy, V-metrics in the unit asked for (V20Gy in %, V20Gy[cc] in cc)."
+        ),
+    )
+    ev.add_argument("--rtdose", required=True, metavar="FILE", help="RTDOSE (plan dose)")
+    ev.add_argument("--rtstruct", required=True, metavar="FILE", help="its RTSTRUCT")
+    ev.add_argument("--ct", metavar="DIR", help="CT folder: rasterise the ROIs on the CT")
+    ev.add_argument("--rtplan", metavar="FILE", help="RTPLAN (fractions and prescription)")
+    ev.add_argument(
+        "--metrics",
+        metavar="LIST",
+        help="comma-separated metrics (default: Dmin,Dmean,Dmax,D98%%,D95%%,D50%%,D2%%,D0.03cc); "
+        "e.g. 'Dmean,D95%%,V20Gy[cc],EQD2:Dmax'",
+    )
+    ev.add_argument("--fractions", type=int, help="number of fractions (default: RTPLAN)")
+    ev.add_argument(
+        "--prescription-gy", type=float, metavar="GY", help="prescription (default: RTPLAN)"
+    )
+    ev.add_argument("--protocol", metavar="NAME|FILE", help="protocol (default: built-in)")
+    ev.add_argument("--arm", help="protocol arm to check the plan against, e.g. SFRT")
+    ev.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    cmp_ = sub.add_parser(
+        "compare",
+        help="side-by-side table of plans (output folders or RTDOSE files)",
+        description=(
+            "The comparison table of plan folders written by 'plan' or 'demo' (their "
+            "metrics.json), or DVH metrics of several RTDOSE files on one RTSTRUCT."
+        ),
+    )
+    cmp_.add_argument("dirs", nargs="*", metavar="DIR", help="plan output folders")
+    cmp_.add_argument("--rtdose", nargs="+", metavar="FILE", help="RTDOSE files to compare")
+    cmp_.add_argument("--rtstruct", metavar="FILE", help="RTSTRUCT of the --rtdose files")
+    cmp_.add_argument(
+        "--names", nargs="+", metavar="NAME", help="column names of the --rtdose files"
+    )
+    cmp_.add_argument("--metrics", metavar="LIST", help="metrics for --rtdose (as in evaluate)")
+    cmp_.add_argument("--json", metavar="FILE", help="write the table as JSON")
+    cmp_.set_defaults(func=_cmd_compare)
+
+    view = sub.add_parser(
+        "view",
+        help="3D view of a plan folder (interactive, or a PNG with --screenshot)",
+        description=(
+            "The 3D scene of a plan in a folder written by 'plan' or 'demo': body, GTV, "
+            "vertices/STV, OARs, 50 %% and 90 %% isodoses of the prescription and the beams."
+        ),
+    )
+    view.add_argument("plan_dir", metavar="PLAN_DIR", help="folder written by plan or demo")
+    view.add_argument("--plan", metavar="NAME", help="which plan (default: the first)")
+    view.add_argument("--view", default="iso", help="iso, anterior, posterior, left, right, ...")
+    view.add_argument("--screenshot", metavar="FILE", help="render off-screen into this PNG")
+    view.add_argument("--export", metavar="DIR", help="write the meshes and dose as VTK files")
+    view.set_defaults(func=_cmd_view)
 
     qa = sub.add_parser(
         "qa",

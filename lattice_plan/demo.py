@@ -1,56 +1,104 @@
-"""The main job on the built-in phantom (what ``lattice-plan demo`` and ``make demo`` run)."""
+"""The main job on the built-in phantom (what ``lattice-plan demo`` and ``make demo`` run).
+
+The lumbar-metastasis phantom is planned in the three arms (SFRT, SCART and
+CRT), the plans are evaluated against each other and the built-in study
+protocol, and everything is written to one folder: the CT series, one
+RTSTRUCT, an RTPLAN and RTDOSE per plan, ``metrics.json``, figures, 3D scene
+images and ``report.html`` (see :func:`lattice_plan.workflow.run_case`).
+
+Two settings: the default (2.5 mm CT, 3 mm dose grid, up to 60 optimiser
+iterations) and ``fast`` (4 mm CT, 5 mm dose grid, 12 iterations), a coarse
+but complete run for tests and a first look.
+"""
 
 from __future__ import annotations
 
-import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from lattice_plan.geometry.shape import diameters
-from lattice_plan.geometry.structure import StructureKind
-from lattice_plan.io.atomic import atomic_output_path, prepare_output_dir
 from lattice_plan.phantoms import build_phantom
-from lattice_plan.viz.slices import orthogonal_slices
-
-ELIGIBLE_SHORTEST_DIAMETER_MM = 30.0  # trial: soft-tissue mass with shortest diameter > 30 mm
+from lattice_plan.workflow import ARMS, Progress, run_case
 
 
-def run_demo(out_dir: Path, progress: bool = True) -> str:
-    """Build the phantom, write ``phantom.json`` and ``phantom_slices.png`` into ``out_dir``.
+@dataclass(frozen=True)
+class DemoSettings:
+    """Resolution and effort of the demo: phantom voxel size and plan-spec overrides."""
 
-    Returns a human-readable summary (structures with volumes, GTV diameters, eligibility).
+    phantom_spacing_mm: float
+    phantom_length_mm: float
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+DEMO_SETTINGS = DemoSettings(
+    phantom_spacing_mm=2.5,
+    phantom_length_mm=200.0,
+    overrides={"dose.spacing_mm": 3.0, "optimiser.max_iterations": 60},
+)
+FAST_SETTINGS = DemoSettings(
+    phantom_spacing_mm=4.0,
+    phantom_length_mm=160.0,
+    overrides={"dose.spacing_mm": 5.0, "optimiser.max_iterations": 12},
+)
+
+
+def run_demo(
+    out_dir: str | os.PathLike[str],
+    *,
+    fast: bool = False,
+    progress: Progress | None = None,
+) -> str:
+    """Plan, evaluate and write the three arms of the built-in phantom into ``out_dir``.
+
+    Returns a human-readable summary (eligibility, per plan its prescription,
+    key metrics and protocol verdict, and where the outputs are).
     """
-    out = prepare_output_dir(out_dir)
-    patient = build_phantom()
-    gtv = patient.structures.of_kind(StructureKind.GTV)[0]
-    d = diameters(gtv)
-    eligible = d.shortest_diameter_mm() > ELIGIBLE_SHORTEST_DIAMETER_MM
-    lines = [f"{patient.description}", f"CT grid: {patient.grid}", "structures:"]
-    lines += [f"  {s.name:<12} {s.kind.value:<9} {s.volume_cc:9.1f} cc" for s in patient.structures]
-    lines += [
-        f"GTV diameters: axial long {d.recist_long_mm:.1f} mm x short {d.recist_short_mm:.1f} mm "
-        f"(z = {d.recist_slice_z_mm:.1f} mm); 3D caliper min {d.min_caliper_mm:.1f} mm, max {d.max_caliper_mm:.1f} mm",
-        f"eligible (shortest diameter > {ELIGIBLE_SHORTEST_DIAMETER_MM:.0f} mm): {'yes' if eligible else 'no'}",
-    ]
-    summary = {
-        "description": patient.description,
-        "structures": {
-            s.name: {"kind": s.kind.value, "volume_cc": round(s.volume_cc, 3)}
-            for s in patient.structures
-        },
-        "gtv_diameters_mm": {
-            "recist_long": d.recist_long_mm,
-            "recist_short": d.recist_short_mm,
-            "min_caliper": d.min_caliper_mm,
-            "max_caliper": d.max_caliper_mm,
-        },
-        "eligible": eligible,
-    }
-    with atomic_output_path(out / "phantom.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
-    fig = orthogonal_slices(
-        patient.ct, patient.structures, gtv.centroid_lps_mm(), title=patient.description
+    settings = FAST_SETTINGS if fast else DEMO_SETTINGS
+    sp = settings.phantom_spacing_mm
+    patient = build_phantom(spacing_mm=(sp, sp, sp), length_mm=settings.phantom_length_mm)
+    metrics = run_case(
+        patient,
+        ARMS,
+        out_dir,
+        overrides=settings.overrides,
+        protocol="builtin",
+        write_ct=True,
+        progress=progress,
     )
-    with atomic_output_path(out / "phantom_slices.png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    lines.append(f"wrote {out / 'phantom.json'} and {out / 'phantom_slices.png'}")
+    return summary_text(metrics, Path(out_dir))
+
+
+def _fmt(value: Any, spec: str = ".3g", unit: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:{spec}}{unit}"
+
+
+def summary_text(metrics: dict[str, Any], out_dir: Path) -> str:
+    """A few lines per plan from ``metrics`` (as :func:`lattice_plan.workflow.evaluate_plans` gives)."""
+    p = metrics["patient"]
+    lines = [p["description"] or p["id"]]
+    if "gtv_diameters_mm" in p:
+        d = p["gtv_diameters_mm"]
+        gtv = p["structures"][p["gtv"]]["volume_cc"]
+        lines.append(
+            f"{p['gtv']}: {gtv:.1f} cc, axial {d['recist_long']:.1f} x {d['recist_short']:.1f} mm; "
+            f"eligible (shortest diameter > 30 mm): {'yes' if p['eligible'] else 'no'}"
+        )
+    for name, s in metrics["plans"].items():
+        gtv = s["structures"].get(p.get("gtv", ""), {})
+        parts = [
+            f"{name:<6} {s['prescription']}",
+            f"MU/fx {_fmt(s['total_mu_per_fraction'], '.0f')}",
+            f"GTV Dmean {_fmt(gtv.get('Dmean'), '.2f', ' Gy')}",
+            f"PVDR D10/D90 {_fmt(s.get('pvdr_d10_d90'), '.2f')}",
+        ]
+        if "n_vertices" in s:
+            parts.append(f"{s['n_vertices']} vertices, PVDR mean {_fmt(s.get('pvdr_mean'), '.2f')}")
+        qa = s.get("qa") or {}
+        if qa.get("arm"):
+            parts.append(f"QA ({qa['arm']}): {qa['verdict']}")
+        lines.append("; ".join(parts))
+    lines.append(f"wrote {out_dir} (report: {out_dir / 'report.html'})")
     return "\n".join(lines)
