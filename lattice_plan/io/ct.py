@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -464,19 +463,10 @@ def write_ct_series(
     )
 
 
-def slice_positions_mm(ct: CTSeries) -> NDArray[np.float64]:
-    """Position of each slice along the slice normal (LPS z for axial CTs), mm."""
-    grid = ct.grid
-    k = np.arange(grid.shape[0], dtype=float)
-    pts = grid.points_lps_mm(np.stack([np.zeros_like(k), np.zeros_like(k), k], axis=1))
-    return pts @ grid.direction[:, 2]
-
-
-__all__: Sequence[str] = (
+__all__ = [
     "CTSeries",
     "identity_for",
     "read_ct",
     "read_ct_series",
-    "slice_positions_mm",
     "write_ct_series",
-)
+]

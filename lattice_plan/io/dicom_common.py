@@ -324,12 +324,3 @@ def write_dataset(ds: Dataset, path: str | os.PathLike[str]) -> Path:
         ds.save_as(tmp, enforce_file_format=True)
     log.debug("wrote %s", target)
     return target
-
-
-def uid_list(values: object) -> list[str]:
-    """A multi-valued UID element as a plain list of strings."""
-    if values is None:
-        return []
-    if isinstance(values, str | bytes):
-        return [str(values)]
-    return [str(v) for v in values]  # type: ignore[union-attr]
