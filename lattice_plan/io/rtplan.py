@@ -129,6 +129,9 @@ def write_rtplan(
     TARGET dose reference, of the ROI ``target_roi_number`` of the structure set
     ``referenced_rtstruct_uid`` when both are given. Beams with a fluence map
     also get ``<plan stem>.<beam number>_<beam name>.optimal_fluence`` beside the plan.
+    ``machine_name`` is the Treatment Machine Name of beams that do not carry one
+    in ``Beam.extra["treatment_machine_name"]`` (beams read from another plan do).
+    Angles in degrees, positions in mm (LPS for the isocentre), doses in Gy.
     """
     if not beams:
         raise DicomError("an RTPLAN needs at least one beam")
