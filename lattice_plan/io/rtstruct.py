@@ -84,6 +84,8 @@ _KIND_OF_INTERPRETED_TYPE: dict[str, StructureKind] = {
     "ORGAN": StructureKind.OAR,
 }
 _POINT_TYPES = {"MARKER", "ISOCENTER", "REGISTRATION"}
+# CLOSEDPLANAR_XOR (PS3.3 C.8.8.6.3) states the even-odd combination that is applied anyway.
+_CLOSED_TYPES = {"CLOSED_PLANAR", "CLOSEDPLANAR_XOR"}
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ def _roi_table(ds: Dataset) -> list[tuple[RoiInfo, list[Dataset]]]:
         closed = [
             c
             for c in items
-            if str(c.get("ContourGeometricType", "")) == "CLOSED_PLANAR"
+            if str(c.get("ContourGeometricType", "")) in _CLOSED_TYPES
             and _contour_values(c).size >= 9
         ]
         color = None
