@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 STUDY_COMPONENT_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"
 KIND_TAG = "lattice_plan kind "
 _CONTOUR_DATA_TAG = 0x30060050
+_PLANE_TOL_MM = 0.05  # points of one contour, and contours of one plane, agree in z within this
 
 # StructureKind -> DICOM RT ROI Interpreted Type (defined terms, PS3.3 C.8.8.8).
 INTERPRETED_TYPE_OF_KIND: dict[StructureKind, str] = {
@@ -272,27 +273,36 @@ def _rasterise_slice(polygons: list[NDArray[np.float64]], nj: int, ni: int) -> N
 def _roi_mask(contours: list[Dataset], grid: Grid, pitch_mm: float, name: str) -> NDArray[np.bool_]:
     nk, nj, ni = grid.shape
     dk = grid.spacing_mm[0]
-    planes: dict[float, list[NDArray[np.float64]]] = {}
+    polygons: list[tuple[float, NDArray[np.float64]]] = []
     for c in contours:
         ijk = grid.continuous_ijk(_contour_points(c, name))
         k_span = float(ijk[:, 2].max() - ijk[:, 2].min()) * dk
-        if k_span > 0.05:
+        if k_span > _PLANE_TOL_MM:
             raise DicomError(
                 f"ROI {name!r}: a contour spans {k_span:.2f} mm across the grid's slices; its "
                 "plane is not parallel to the grid slices (non-axial contours or an oblique "
                 "grid): rasterise on an axial grid"
             )
-        k_plane = round(float(ijk[:, 2].mean()), 4)
-        planes.setdefault(k_plane, []).append(ijk[:, :2])
+        polygons.append((float(ijk[:, 2].mean()), ijk[:, :2]))
     mask = np.zeros(grid.shape, dtype=bool)
-    if not planes:
+    if not polygons:
         return mask
-    plane_k = np.array(sorted(planes))
+    # Contours within _PLANE_TOL_MM of each other share a plane (z written with rounding noise).
+    polygons.sort(key=lambda item: item[0])
+    plane_k: list[float] = []
+    plane_polys: list[list[NDArray[np.float64]]] = []
+    for k_c, poly in polygons:
+        if plane_k and (k_c - plane_k[-1]) * dk <= _PLANE_TOL_MM:
+            plane_polys[-1].append(poly)
+        else:
+            plane_k.append(k_c)
+            plane_polys.append([poly])
+    planes = np.array(plane_k)
     half_pitch_k = 0.5 * pitch_mm / dk + 1e-3
     for k in range(nk):
-        n = int(np.argmin(np.abs(plane_k - k)))
-        if abs(plane_k[n] - k) <= half_pitch_k:
-            mask[k] = _rasterise_slice(planes[float(plane_k[n])], nj, ni)
+        n = int(np.argmin(np.abs(planes - k)))
+        if abs(planes[n] - k) <= half_pitch_k:
+            mask[k] = _rasterise_slice(plane_polys[n], nj, ni)
     return mask
 
 

@@ -184,7 +184,7 @@ def test_unknown_roi_name_and_non_rtstruct_input(phantom_ct, written_rtstruct, t
 
 
 # ---------------------------------------------------------------------------------- contours
-def test_holes_and_islands_round_trip_exactly():
+def test_holes_and_islands_round_trip_exactly(tmp_path):
     grid = Grid((3, 40, 50), (3.0, 1.0, 1.0))
     _, y, x = np.meshgrid(*grid.axis_coords_lps_mm(), indexing="ij")
     annulus = ((x - 15) ** 2 + (y - 20) ** 2 <= 11**2) & ((x - 15) ** 2 + (y - 20) ** 2 > 5**2)
@@ -196,14 +196,19 @@ def test_holes_and_islands_round_trip_exactly():
     assert len(contours) == 4  # annulus outer and inner edge, the island, the inner island
     hu = np.zeros(grid.shape, dtype=np.int16)
     patient = Patient(Volume(hu, grid, "HU"), StructureSet((), grid), "P", "N")
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        ct = write_ct_series(patient, os.path.join(tmp, "ct"))
-        path = os.path.join(tmp, "rs.dcm")
-        write_rtstruct([Structure("Donut", mask, grid, "GTV")], ct, path)
-        back = read_rtstruct(path, ct)["Donut"]
-    np.testing.assert_array_equal(back.mask, mask)
+    ct = write_ct_series(patient, tmp_path / "ct")
+    path = tmp_path / "rs.dcm"
+    write_rtstruct([Structure("Donut", mask, grid, "GTV")], ct, path)
+    np.testing.assert_array_equal(read_rtstruct(path, ct)["Donut"].mask, mask)
+    # Planning systems write a plane's z with rounding noise: contours 0.002 mm apart in z are
+    # still one plane, so the hole stays a hole.
+    ds = pydicom.dcmread(path)
+    item = ds.ROIContourSequence[0].ContourSequence[1]
+    pts = np.asarray(item.ContourData, dtype=float).reshape(-1, 3)
+    pts[:, 2] += 0.002
+    item.ContourData = [f"{v:.4f}" for v in pts.ravel()]
+    ds.save_as(tmp_path / "noisy.dcm")
+    np.testing.assert_array_equal(read_rtstruct(tmp_path / "noisy.dcm", ct)["Donut"].mask, mask)
 
 
 def test_round_trip_dice_and_kinds(phantom_ct, lattice_structures, written_rtstruct):
