@@ -16,6 +16,7 @@ from lattice_plan.io.rtplan import read_rtplan
 from lattice_plan.io.rtstruct import read_rtstruct, write_rtstruct
 from lattice_plan.phantoms import build_phantom
 
+PLAN_UID = "1.2.826.0.1.3680043.8.498.4"  # a plan reference for the timing write only
 BREAST = (
     Path(__file__).resolve().parents[2] / "shared" / "reference" / "dicom" / "breast-boost-plan"
 )
@@ -46,7 +47,9 @@ def main() -> None:
         dose = Volume(np.random.default_rng(0).uniform(0, 20, ct.grid.shape), ct.grid, "Gy")
         out["write_rtdose_s"], _ = best_of(
             3,
-            lambda: write_rtdose(dose, root / "RD.dcm", ct.identity, summation_type="RECORD"),
+            lambda: write_rtdose(
+                dose, root / "RD.dcm", ct.identity, referenced_rtplan_uid=PLAN_UID
+            ),
         )
         out["read_rtdose_s"], _ = best_of(3, lambda: load_rtdose(root / "RD.dcm"))
     if BREAST.exists():

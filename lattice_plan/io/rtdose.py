@@ -41,7 +41,7 @@ from lattice_plan.io.dicom_common import (
 
 log = logging.getLogger(__name__)
 
-SUMMATION_TYPES = ("PLAN", "MULTI_PLAN", "FRACTION", "BEAM", "BRACHY", "CONTROL_POINT", "RECORD")
+WRITABLE_SUMMATION_TYPES = ("PLAN", "FRACTION", "BEAM")
 _UINT32_MAX = 2**32 - 1
 _GRID_FRAME_OFFSET_POINTER = 0x3004000C
 
@@ -191,24 +191,31 @@ def write_rtdose(
     *,
     referenced_rtplan_uid: str | None = None,
     summation_type: str = "PLAN",
+    referenced_beam_number: int | None = None,
     series_description: str = "lattice_plan dose",
     comment: str = "",
 ) -> str:
     """Write ``dose`` (unit "Gy") as an RTDOSE in ``identity``'s study and frame; returns its SOP Instance UID.
 
-    ``referenced_rtplan_uid`` links it to the RTPLAN it is the dose of (needed
-    for PLAN, FRACTION and BEAM summation types).
+    ``summation_type`` says what the dose is of: "PLAN" (all fractions of the
+    RTPLAN ``referenced_rtplan_uid``), "FRACTION" (one fraction of its fraction
+    group 1) or "BEAM" (one fraction of beam ``referenced_beam_number``).
     """
     if dose.unit != "Gy":
         raise DicomError(f"write_rtdose needs a dose in Gy, got unit {dose.unit!r}")
     summation_type = summation_type.upper()
-    if summation_type not in SUMMATION_TYPES:
+    if summation_type not in WRITABLE_SUMMATION_TYPES:
         raise DicomError(
-            f"summation_type {summation_type!r} is not one of {', '.join(SUMMATION_TYPES)}"
+            f"summation_type {summation_type!r}: this writer makes "
+            f"{', '.join(WRITABLE_SUMMATION_TYPES)} doses"
         )
-    if summation_type in ("PLAN", "FRACTION", "BEAM") and not referenced_rtplan_uid:
+    if not referenced_rtplan_uid:
         raise DicomError(
             f"a {summation_type} dose must reference its RTPLAN; pass referenced_rtplan_uid"
+        )
+    if (summation_type == "BEAM") != (referenced_beam_number is not None):
+        raise DicomError(
+            "referenced_beam_number is needed for a BEAM dose, and only for a BEAM dose"
         )
     values = np.asarray(dose.array, dtype=np.float64)
     if not np.all(np.isfinite(values)) or values.min() < 0:
@@ -252,15 +259,29 @@ def write_rtdose(
     ds.DoseGridScaling = scaling_text
     if comment:
         ds.DoseComment = comment[:64]
-    if referenced_rtplan_uid:
-        ref = Dataset()
-        ref.ReferencedSOPClassUID = RT_PLAN_STORAGE
-        ref.ReferencedSOPInstanceUID = referenced_rtplan_uid
-        ds.ReferencedRTPlanSequence = DicomSequence([ref])
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = RT_PLAN_STORAGE
+    ref.ReferencedSOPInstanceUID = referenced_rtplan_uid
+    if summation_type in ("FRACTION", "BEAM"):  # PS3.3 C.8.8.3: which fraction group (and beam)
+        group = Dataset()
+        group.ReferencedFractionGroupNumber = 1
+        if referenced_beam_number is not None:
+            beam = Dataset()
+            beam.ReferencedBeamNumber = int(referenced_beam_number)
+            group.ReferencedBeamSequence = DicomSequence([beam])
+        ref.ReferencedFractionGroupSequence = DicomSequence([group])
+    ds.ReferencedRTPlanSequence = DicomSequence([ref])
     ds.PixelData = np.ascontiguousarray(pixels).tobytes()
     write_dataset(ds, path)
     log.info("wrote RTDOSE %s (max %.3f Gy)", path, float(values.max()))
     return str(ds.SOPInstanceUID)
 
 
-__all__ = ["RTDose", "dose_grid_scaling", "load_rtdose", "read_rtdose", "write_rtdose"]
+__all__ = [
+    "WRITABLE_SUMMATION_TYPES",
+    "RTDose",
+    "dose_grid_scaling",
+    "load_rtdose",
+    "read_rtdose",
+    "write_rtdose",
+]

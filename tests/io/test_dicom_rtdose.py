@@ -78,12 +78,42 @@ def test_scaling_string_fits_and_covers_the_maximum():
 
 
 @pytest.mark.parametrize("summation", ["BEAM", "FRACTION", "PLAN"])
-def test_summation_types_round_trip(small_dose, identity, tmp_path, summation):
+def test_summation_types_round_trip(small_dose, identity, tmp_path, summation, dciodvfy_errors):
     path = tmp_path / f"RD_{summation}.dcm"
+    beam = 2 if summation == "BEAM" else None
     write_rtdose(
-        small_dose, path, identity, referenced_rtplan_uid=PLAN_UID, summation_type=summation
+        small_dose,
+        path,
+        identity,
+        referenced_rtplan_uid=PLAN_UID,
+        summation_type=summation,
+        referenced_beam_number=beam,
     )
     assert load_rtdose(path).summation_type == summation
+    # FRACTION and BEAM doses name their fraction group (and beam): PS3.3 C.8.8.3, Type 1C.
+    assert dciodvfy_errors(path) == []
+    ref = pydicom.dcmread(path).ReferencedRTPlanSequence[0]
+    if summation == "BEAM":
+        group = ref.ReferencedFractionGroupSequence[0]
+        assert int(group.ReferencedBeamSequence[0].ReferencedBeamNumber) == 2
+    with pytest.raises(DicomError, match="referenced_beam_number"):
+        write_rtdose(
+            small_dose,
+            tmp_path / "never.dcm",
+            identity,
+            referenced_rtplan_uid=PLAN_UID,
+            summation_type=summation,
+            referenced_beam_number=None if beam else 1,
+        )
+    with pytest.raises(DicomError, match="this writer makes"):
+        write_rtdose(
+            small_dose,
+            tmp_path / "never.dcm",
+            identity,
+            referenced_rtplan_uid=PLAN_UID,
+            summation_type="RECORD",
+        )
+    assert not (tmp_path / "never.dcm").exists()
 
 
 def test_absolute_and_decreasing_frame_offsets(small_dose, identity, tmp_path):

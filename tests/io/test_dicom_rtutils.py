@@ -108,7 +108,9 @@ def test_fault_pixel_data_taken_as_image_worked_around(square_case, tmp_path):
     mixed = tmp_path / "mixed"
     shutil.copytree(ct.files[0].parent, mixed)
     dose = Volume(np.ones(ct.grid.shape), ct.grid, "Gy")
-    write_rtdose(dose, mixed / "RD.dcm", ct.identity, summation_type="RECORD")
+    write_rtdose(
+        dose, mixed / "RD.dcm", ct.identity, referenced_rtplan_uid="1.2.826.0.1.3680043.8.498.3"
+    )
     taken = image_helper.load_sorted_image_series(str(mixed))
     assert len(taken) == len(ct.files) + 1  # rt-utils counts the RTDOSE as a slice
     read_back = read_ct(mixed)
