@@ -374,7 +374,7 @@ def optimize_fluence(
     weight; the others are held at zero.
     ``progress(iteration, objective)`` is called after each iteration. Stops on
     convergence (L-BFGS-B's own tests: decrease of F below ``ftol`` relative to
-    max(|F|, 1), or projected gradient below ``gtol``), when F stalls (it fell by
+    max(|F|, 1), or projected gradient with respect to x / x_ref below ``gtol``), when F stalls (it fell by
     less than ``stall_tol`` relative per iteration, averaged over the last
     5 iterations; 0 disables this), or after ``max_iterations``; it says which.
     """
@@ -458,10 +458,16 @@ def optimize_fluence(
                 stalled = True
                 raise StopIteration
 
+    def scaled(y: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+        # L-BFGS-B works on y = x / x_ref (weights of order one): its projected-gradient
+        # test and its first step are then independent of the MU scale of the beams.
+        f, g = problem(x_ref * y)
+        return f, x_ref * g
+
     t0 = time.perf_counter()
     res = optimize.minimize(
-        problem,
-        x_start,
+        scaled,
+        x_start / x_ref,
         jac=True,
         method="L-BFGS-B",
         bounds=optimize.Bounds(np.zeros(n), np.where(free, np.inf, 0.0)),
@@ -475,7 +481,7 @@ def optimize_fluence(
         },
     )
     elapsed = time.perf_counter() - t0
-    x = np.array(res.x, dtype=float)
+    x = np.array(res.x * x_ref, dtype=float)
     x.setflags(write=False)
     final, _ = problem(x)
     if len(history) == 1 or history[-1] != final:
