@@ -279,27 +279,32 @@ class _Table:
     def has(self, key: str) -> bool:
         return key in self.data
 
-    def raw(self, key: str, default: Any = _MISSING) -> Any:
+    def take(self, key: str, default: Any = _MISSING) -> tuple[bool, Any]:
+        """(True, value) if the table has ``key``, else (False, default); a required key
+        (no default) that is missing is an error."""
         self.used.add(key)
-        if key not in self.data:
-            if default is _MISSING:
-                raise SpecError(f"{self.source}: [{self.path}] is missing the key {key!r}")
-            return default
-        return self.data[key]
+        if key in self.data:
+            return True, self.data[key]
+        if default is _MISSING:
+            raise SpecError(f"{self.source}: [{self.path}] is missing the key {key!r}")
+        return False, default
 
-    def string(self, key: str, default: Any = _MISSING) -> Any:
-        v = self.raw(key, default)
-        if v is default and default is not _MISSING:
+    def raw(self, key: str, default: Any = _MISSING) -> Any:
+        return self.take(key, default)[1]
+
+    def string(self, key: str, default: Any = _MISSING, *, allow_empty: bool = False) -> Any:
+        present, v = self.take(key, default)
+        if not present:
             return v
-        if not isinstance(v, str) or not v.strip():
-            raise self.fail(key, "a non-empty string", v)
+        if not isinstance(v, str) or not (allow_empty or v.strip()):
+            raise self.fail(key, "a string" if allow_empty else "a non-empty string", v)
         return v
 
     def number(
         self, key: str, default: Any = _MISSING, *, positive: bool = False, minimum: float = -np.inf
     ) -> Any:
-        v = self.raw(key, default)
-        if v is default and default is not _MISSING:
+        present, v = self.take(key, default)
+        if not present:
             return v
         if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
             raise self.fail(key, "a number", v)
@@ -310,16 +315,16 @@ class _Table:
         return float(v)
 
     def integer(self, key: str, default: Any = _MISSING, *, minimum: int = 1) -> Any:
-        v = self.raw(key, default)
-        if v is default and default is not _MISSING:
+        present, v = self.take(key, default)
+        if not present:
             return v
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
             raise self.fail(key, f"an integer >= {minimum}", v)
         return int(v)
 
     def numbers(self, key: str, default: Any = _MISSING, *, non_negative: bool = False) -> Any:
-        v = self.raw(key, default)
-        if v is default and default is not _MISSING:
+        present, v = self.take(key, default)
+        if not present:
             return v
         what = (
             "a non-empty list of non-negative numbers"
@@ -336,8 +341,8 @@ class _Table:
         return tuple(float(item) for item in v)
 
     def strings(self, key: str, default: Any = _MISSING) -> Any:
-        v = self.raw(key, default)
-        if v is default and default is not _MISSING:
+        present, v = self.take(key, default)
+        if not present:
             return v
         if not isinstance(v, list) or not all(isinstance(s, str) and s.strip() for s in v):
             raise self.fail(key, "a list of structure names (strings)", v)
@@ -515,7 +520,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> PlanSpec:
     except LatticePlanError:
         raise plan_t.fail("arm", "one of CRT, SFRT, SCART", arm_name) from None
     name = plan_t.string("name", arm.value)
-    description = plan_t.string("description", "")
+    description = plan_t.string("description", "", allow_empty=True)
     plan_t.finish()
     for table, arms in _TABLES_BY_ARM.items():
         if table in data and arm not in arms:

@@ -72,6 +72,7 @@ def test_example_crt_spec_with_fields():
 def test_defaults_and_arm_specific_prescription_targets():
     spec = parse_spec({"plan": {"arm": "crt"}})
     assert spec.name == "CRT" and spec.gtv == "GTV" and spec.prescription is None
+    assert parse_spec({"plan": {"arm": "CRT", "description": ""}}).description == ""
     assert spec.builder_kwargs() == {"name": "CRT"}
     sfrt = parse_spec(
         {"plan": {"arm": "SFRT"}, "prescription": {"dose_per_fraction_gy": 15.0, "fractions": 1}}
@@ -126,6 +127,8 @@ distance_mm = 20
         ("[plan]\narm = 'IMRT'\n", r"\[plan\] arm: expected one of CRT, SFRT, SCART, got 'IMRT'"),
         (CRT_MIN + "[crt]\nptv_margin = 5\n", r"\[crt\] has unknown key\(s\) 'ptv_margin'"),
         (CRT_MIN + "[beem]\n", r"unknown table\(s\) 'beem'"),
+        ("[plan]\narm = 'CRT'\ndescription = 3\n", r"\[plan\] description: expected a string"),
+        ("[plan]\narm = 'CRT'\nname = ''\n", r"\[plan\] name: expected a non-empty string"),
         (CRT_MIN + "[crt]\nptv_margin_mm = -1\n", r"ptv_margin_mm: expected a number >= 0"),
         (CRT_MIN + "[dose]\nspacing_mm = 'fine'\n", r"\[dose\] spacing_mm: expected a number"),
         (CRT_MIN + "[beams]\ngantry_deg = []\n", r"gantry_deg: expected a non-empty list"),
