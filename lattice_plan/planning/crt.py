@@ -419,8 +419,8 @@ def build_crt_plan(
     rx = prescription if prescription is not None else crt_prescription()
     if (
         rx.method != "point"
-        and rx.target.casefold() not in (PTV_NAME.casefold(),)
-        and (rx.target not in structures)
+        and rx.target.casefold() != PTV_NAME.casefold()
+        and rx.target not in structures
     ):
         raise PlanningError(
             f"CRT plan {name!r}: prescription target {rx.target!r} is neither the PTV nor a "
@@ -495,7 +495,7 @@ def build_crt_plan(
     if not ptv_dose_grid.any():
         raise PlanningError(f"CRT plan {name!r}: the PTV has no voxels on the dose grid")
 
-    # Choose weights (and the arrangement) for the most homogeneous PTV dose.
+    # Weights and arrangement with the lowest hot spot over the PTV D95 (module docstring, 5).
     outside = engine.active_mask & ~ptv_dose_grid
     body_dose_grid = engine.active_mask
     scored = []
@@ -528,20 +528,7 @@ def build_crt_plan(
     for label, g, wb in zip(names, chosen.gantry_deg, w, strict=True):
         beam, gy_per_mu_iso, dose = fields[g]
         mu = float(wb) / gy_per_mu_iso
-        beams.append(
-            Beam(
-                name=label,
-                gantry_deg=beam.gantry_deg,
-                isocenter_lps_mm=beam.isocenter_lps_mm,
-                jaws=beam.jaws,
-                mu=mu,
-                collimator_deg=beam.collimator_deg,
-                couch_deg=beam.couch_deg,
-                mlc=beam.mlc,
-                sad_mm=beam.sad_mm,
-                extra={**beam.extra, "weight": float(wb)},
-            )
-        )
+        beams.append(replace(beam, name=label, mu=mu, extra={**beam.extra, "weight": float(wb)}))
         dose_fraction += dose.array * (mu / beam.mu)
     plan_structures: StructureSet = structures.with_structures(ptv)
     info = {
