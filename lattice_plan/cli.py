@@ -115,12 +115,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from lattice_plan.demo import summary_text
+    from lattice_plan.planning.spec import load_spec
     from lattice_plan.workflow import load_dicom_case, run_case
 
     ct_dir = _require_dir(args.ct, "CT folder")
     rtstruct = _require_file(args.rtstruct, "RTSTRUCT")
     for f in args.spec or ():
-        _require_file(f, "plan spec")
+        load_spec(f)  # a missing or invalid spec fails before the CT is read
     overrides = _overrides(args.set)
     overrides["structures.gtv"] = args.gtv
     if args.oar:
@@ -173,7 +174,7 @@ def _cmd_vertices(args: argparse.Namespace) -> int:
     )
     result = place_vertices(gtv, oars, params)
     combined = result.vertices.renamed(args.name)
-    singles = [s.renamed(f"{args.name}_{n:02d}") for n, s in enumerate(result.vertex_structures, 1)]
+    singles = [s.renamed(f"{args.name}_{n:02d}") for n, s in enumerate(result.vertex_structures(), 1)]
     add_to_rtstruct(rtstruct, [combined, *singles], ct, args.out)
     if args.csv:
         write_vertex_table(result, args.csv)

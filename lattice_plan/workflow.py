@@ -54,6 +54,7 @@ from lattice_plan.errors import (
     InputFileError,
     PlanningError,
     SpecError,
+    StructureNotFoundError,
 )
 from lattice_plan.geometry.patient import Patient
 from lattice_plan.geometry.shape import diameters
@@ -335,15 +336,35 @@ def load_dicom_case(
 ) -> DicomCase:
     """Read a CT folder and its RTSTRUCT as a planning case.
 
-    The ROI named ``gtv`` becomes the GTV, the ``oars`` (if given) organs at
-    risk and ``external`` (if given, else the ROI of type EXTERNAL) the body.
-    Unknown names raise StructureNotFoundError listing the ROIs present.
+    The ROI named ``gtv`` becomes the GTV, the ``oars`` (default: every ROI of
+    type ORGAN) organs at risk and ``external`` (default: the ROI of type
+    EXTERNAL) the body; other ROIs (an earlier PTV, say) are not read, so the
+    planning structures the builders make cannot clash with them. Unknown names
+    raise StructureNotFoundError listing the ROIs present.
     """
     folder, rs = Path(ct_dir), Path(rtstruct_path)
     if not rs.is_file():
         raise InputFileError(f"RTSTRUCT {str(rs)!r} does not exist or is not a file")
     ct = read_ct(folder)
-    structures = read_rtstruct(rs, ct)
+    rois = [r for r in list_rois(rs) if not r.skip_reason]
+    wanted = {gtv.casefold(), *(n.casefold() for n in oars or ()), (external or "").casefold()}
+    keep = [
+        r.name
+        for r in rois
+        if r.name.casefold() in wanted
+        or (oars is None and r.interpreted_type.upper() in ("ORGAN", "OAR"))
+        or (external is None and r.interpreted_type.upper() == "EXTERNAL")
+    ]
+    dropped = sorted({r.name for r in rois} - set(keep))
+    if dropped:
+        log.info("ROIs not used for planning (kept in the output RTSTRUCT): %s", dropped)
+    for name in (gtv, *(oars or ()), *([external] if external else [])):
+        if name.casefold() not in {r.name.casefold() for r in rois}:
+            raise StructureNotFoundError(
+                f"no ROI named {name!r} with contours in {str(rs)!r}; its ROIs are: "
+                f"{', '.join(r.name for r in rois)}"
+            )
+    structures = read_rtstruct(rs, ct, roi_names=keep)
     if not len(structures):
         raise InputFileError(f"RTSTRUCT {str(rs)!r} holds no ROI with contours on this CT")
     roles: dict[str, StructureKind] = {structures.get(gtv).name: StructureKind.GTV}
@@ -926,9 +947,20 @@ def write_case_outputs(
             ct = ct_series
         _report(progress, "DICOM", 1, n_dicom)
         rs_path = tmp / "RTSTRUCT.dcm"
+        roi_name: dict[str, str] = {}  # plan structure name (casefolded) -> ROI name written
         if source_rtstruct is not None:
             existing = {r.name.casefold() for r in list_rois(source_rtstruct)}
-            new = [s for s in _all_structures(patient, plans) if s.name.casefold() not in existing]
+            own = {st.name.casefold() for st in patient.structures}
+            new = []
+            for st in _all_structures(patient, plans):
+                if st.name.casefold() in own:
+                    continue  # read from the source RTSTRUCT: its ROI is kept as it is
+                name = st.name
+                while name.casefold() in existing:
+                    name += "_LP"  # the source has an ROI of that name: keep both
+                roi_name[st.name.casefold()] = name
+                existing.add(name.casefold())
+                new.append(st if name == st.name else st.renamed(name))
             rs_uid = add_to_rtstruct(source_rtstruct, new, ct, rs_path)
         else:
             rs_uid = write_rtstruct(
@@ -948,7 +980,11 @@ def write_case_outputs(
                 label=plan.name,
                 plan_name=f"{plan.name} ({plan.arm.value})",
                 referenced_rtstruct_uid=rs_uid,
-                target_roi_number=roi_numbers.get(plan.prescription.target.casefold()),
+                target_roi_number=roi_numbers.get(
+                    roi_name.get(
+                        plan.prescription.target.casefold(), plan.prescription.target
+                    ).casefold()
+                ),
                 prescription_description=plan.prescription.describe(),
             )
             paths[f"RTPLAN {plan.name}"] = out / rp.path.name
