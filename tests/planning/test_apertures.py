@@ -215,3 +215,28 @@ def test_bad_input():
         aperture_from_projection(BevProjection(np.zeros((4, 4), bool), 1.0, (0, 0), "E"))
     with pytest.raises(PlanningError, match="pixel_mm"):
         project_structure(_sphere((0, 0, 0), 5), (0, 0, 0), 0.0, pixel_mm=0.0)
+
+
+@pytest.mark.parametrize(
+    ("gantry", "collimator", "couch", "position"),
+    [
+        (37.0, 20.0, 15.0, "HFS"),
+        (300.0, 90.0, 350.0, "HFS"),
+        (90.0, 0.0, 90.0, "HFS"),
+        (45.0, 0.0, 0.0, "FFP"),
+    ],
+)
+def test_projection_centre_follows_the_frames_for_any_angles(gantry, collimator, couch, position):
+    """A small sphere away from the isocentre projects (nearly) symmetrically about the
+    projection of its centre through T_bld_from_lps, for any gantry, collimator and couch."""
+    g = Grid.from_extent((-60, -60, -60), (60, 60, 60), 1.0, patient_position=position)
+    centre = np.array([25.0, -15.0, 30.0])
+    s = _sphere(centre, 6.0, grid=g)
+    proj = project_structure(
+        s, (0, 0, 0), gantry, collimator_deg=collimator, couch_deg=couch, pixel_mm=PIXEL
+    )
+    T = T_bld_from_lps((0, 0, 0), gantry, collimator, couch, position)
+    expected = project_to_isocentre_plane((T @ np.append(centre, 1.0))[:3])
+    x0, x1, y0, y1 = proj.extent_mm()
+    # Off-axis spheres project to slightly asymmetric ellipses: within a pixel here.
+    np.testing.assert_allclose([(x0 + x1) / 2, (y0 + y1) / 2], expected, atol=1.0)
