@@ -246,11 +246,16 @@ class _StructureResolver:
     """Finds (and caches) the plan structure for each protocol structure, building unions."""
 
     def __init__(
-        self, protocol: Protocol, structures: StructureSet, unusable: Mapping[str, str]
+        self,
+        protocol: Protocol,
+        structures: StructureSet,
+        outside_grid: Mapping[str, str],
+        allow_partial: bool,
     ) -> None:
         self.protocol = protocol
         self.structures = structures
-        self.unusable = unusable
+        self.outside_grid = outside_grid
+        self.allow_partial = allow_partial
         self.cache: dict[str, tuple[Structure | None, str]] = {}
 
     def resolve(self, name: str) -> tuple[Structure | None, str]:
@@ -276,15 +281,19 @@ class _StructureResolver:
                     f"the plan has no structure {spec.name!r}, and its union "
                     f"{' + '.join(spec.union_of)} lacks {part!r}: {why}"
                 )
-            if s.name.casefold() in self.unusable:
+            if s.name.casefold() in self.outside_grid and not self.allow_partial:
                 return None, (
                     f"the plan has no structure {spec.name!r}, and its union part {s.name!r} "
-                    f"is not evaluable: {self.unusable[s.name.casefold()]}"
+                    f"is not evaluable: {self.outside_grid[s.name.casefold()]}"
                 )
             parts.append(s)
         mask = np.logical_or.reduce([s.mask for s in parts])
         union = parts[0].with_mask(mask, name=" + ".join(s.name for s in parts))
-        return union, f"union of {' + '.join(s.name for s in parts)}"
+        how = f"union of {' + '.join(s.name for s in parts)}"
+        for s in parts:
+            if s.name.casefold() in self.outside_grid:
+                how += f"; {s.name}: {_partial_note(self.outside_grid[s.name.casefold()])}"
+        return union, how
 
 
 def check(
@@ -296,7 +305,8 @@ def check(
     fractions: int | None = None,
     plan_name: str = "",
     subdivisions: int | None = None,
-    unusable: Mapping[str, str] | None = None,
+    outside_grid: Mapping[str, str] | None = None,
+    allow_partial: bool = False,
 ) -> CheckResult:
     """Check a plan's dose against the constraints of one arm of ``protocol``.
 
@@ -305,9 +315,14 @@ def check(
     for the whole course, from any planning system. ``fractions`` is the plan's
     number of fractions (for EQD2/BED metrics and the fractionation check); by
     default the plan's, else the arm's. ``subdivisions`` is passed to the DVH
-    sampling (sub-voxels per axis; None chooses by structure size). ``unusable``
-    maps plan structure names to a reason they cannot be evaluated (e.g. contours
-    reaching outside the dose grid): their constraints are "not evaluated" with it.
+    sampling (sub-voxels per axis; None chooses by structure size).
+
+    A structure reaching outside the dose grid is "not evaluated" unless
+    ``allow_partial``: then it is judged on its part inside the grid and the row's
+    note says how much lay outside (a maximum or a volume above a dose found on
+    that part is a lower bound). ``outside_grid`` maps plan structure names to
+    such a description for structures already cut to the dose grid (an RTSTRUCT
+    rasterised on the RTDOSE grid), which the DVH itself cannot see.
     """
     if isinstance(plan_or_dose, Plan):
         plan = plan_or_dose
@@ -339,9 +354,9 @@ def check(
             protocol.name,
             arm_obj.fractions,
         )
-    reasons = {k.casefold(): v for k, v in (unusable or {}).items()}
-    resolver = _StructureResolver(protocol, structures, reasons)
-    evaluator = _Evaluator(arm_obj, dose, resolver, reasons, fractions, subdivisions)
+    outside = {k.casefold(): v for k, v in (outside_grid or {}).items()}
+    resolver = _StructureResolver(protocol, structures, outside, allow_partial)
+    evaluator = _Evaluator(arm_obj, dose, resolver, outside, fractions, subdivisions, allow_partial)
     rows = tuple(evaluator.row(c) for c in arm_obj.constraints)
     return CheckResult(
         protocol=protocol.name,
@@ -353,6 +368,10 @@ def check(
         template=protocol.template,
         plan=plan_name,
     )
+
+
+def _partial_note(outside: str) -> str:
+    return f"judged on the part inside the dose grid only ({outside})"
 
 
 def _row(
@@ -382,16 +401,19 @@ class _Evaluator:
         arm: Arm,
         dose: Volume,
         resolver: _StructureResolver,
-        reasons: Mapping[str, str],
+        outside_grid: Mapping[str, str],
         fractions: int,
         subdivisions: int | None,
+        allow_partial: bool,
     ) -> None:
         self.arm = arm
         self.dose = dose
         self.resolver = resolver
-        self.dvhs: dict[str, DVH | str] = dict(reasons)
+        self.outside_grid = outside_grid
+        self.dvhs: dict[str, DVH | str] = {} if allow_partial else dict(outside_grid)
         self.fractions = fractions
         self.subdivisions = subdivisions
+        self.allow_partial = allow_partial
 
     def dvh(self, protocol_name: str) -> tuple[DVH | None, str | None, str]:
         """(DVH or None, plan structure name or None, how it matched or why it cannot be used)."""
@@ -401,12 +423,22 @@ class _Evaluator:
         key = structure.name.casefold()
         if key not in self.dvhs:
             try:
-                self.dvhs[key] = DVH.from_dose(self.dose, structure, subdivisions=self.subdivisions)
+                self.dvhs[key] = DVH.from_dose(
+                    self.dose,
+                    structure,
+                    subdivisions=self.subdivisions,
+                    allow_partial=self.allow_partial,
+                )
             except AnalysisError as exc:
                 self.dvhs[key] = str(exc)
         dvh = self.dvhs[key]
         if isinstance(dvh, str):
             return None, structure.name, f"not evaluable: {dvh}"
+        if dvh.covered_fraction < 1.0:
+            lost = 100.0 * (1.0 - dvh.covered_fraction)
+            how += f"; {_partial_note(f'{lost:.1f} % of it lies outside the dose grid')}"
+        elif key in self.outside_grid:
+            how += f"; {_partial_note(self.outside_grid[key])}"
         return dvh, structure.name, how
 
     def row(self, c: Constraint) -> ConstraintResult:

@@ -42,13 +42,16 @@ def check_dicom(
     rtplan_path: str | os.PathLike[str] | None = None,
     fractions: int | None = None,
     subdivisions: int | None = None,
+    allow_partial: bool = False,
 ) -> CheckResult:
     """Check an exported plan (RTDOSE + RTSTRUCT, optionally RTPLAN) against an arm.
 
     The number of fractions is ``fractions``, else the RTPLAN's, else the arm's.
     An RTDOSE of one fraction (DoseSummationType FRACTION) is multiplied by the
     number of fractions; a BEAM or other partial dose is refused (sum the beams
-    first), since a protocol judges the whole course.
+    first), since a protocol judges the whole course. ROIs whose contours reach
+    outside the dose grid are "not evaluated", unless ``allow_partial``: then they
+    are judged on their part inside it, with a note.
     """
     arm = arm if isinstance(arm, Arm) else protocol.arm(arm)  # a wrong arm fails before reading
     rtdose = load_rtdose(rtdose_path)
@@ -97,7 +100,8 @@ def check_dicom(
         fractions=fractions,
         plan_name=plan_name,
         subdivisions=subdivisions,
-        unusable=rois_outside_grid(rtstruct_path, dose.grid),
+        outside_grid=rois_outside_grid(rtstruct_path, dose.grid),
+        allow_partial=allow_partial,
     )
 
 
@@ -118,8 +122,8 @@ def rois_outside_grid(rtstruct_path: str | os.PathLike[str], grid: Grid) -> dict
         if outside:
             name = names.get(int(rc.ReferencedROINumber), f"ROI_{int(rc.ReferencedROINumber)}")
             out[name] = (
-                f"{outside} of its {len(pts)} contour points lie outside the dose grid, so its "
-                "DVH would miss that part; export a dose grid that covers it"
+                f"{outside} of its {len(pts)} contour points lie outside the dose grid; "
+                "export a dose grid that covers it"
             )
             log.warning("RTSTRUCT %s: ROI %r %s", str(rtstruct_path), name, out[name])
     return out

@@ -222,19 +222,41 @@ def test_structure_outside_the_dose_grid_is_not_evaluated():
     row = check(dose, _structures(), protocol, "A").rows[0]
     assert row.outcome is Outcome.NOT_EVALUATED
     assert "outside the dose grid" in row.note
+    # judged on the covered half (slice k = 2: 6 voxels at 20 Gy, 6 at 4 Gy) when allowed
+    row = check(dose, _structures(), protocol, "A", subdivisions=1, allow_partial=True).rows[0]
+    assert row.value == pytest.approx(HOT_GY) and row.outcome is Outcome.PER_PROTOCOL
+    assert row.note.endswith(
+        "judged on the part inside the dose grid only (50.0 % of it lies outside the dose grid)"
+    )
 
 
-def test_unusable_structures_are_not_evaluated_with_the_reason():
+def test_structures_cut_by_the_dose_grid_are_not_evaluated_unless_partial_is_allowed():
     protocol = parse_protocol(PROTOCOL.replace("REQUIRED", "false"))
-    reason = "3 of its 40 contour points lie outside the dose grid"
-    result = check(_dose(), _structures(), protocol, "A", unusable={"spinal cord": reason})
+    cut = "3 of its 40 contour points lie outside the dose grid"
+    result = check(
+        _dose(), _structures(), protocol, "A", subdivisions=1, outside_grid={"spinal cord": cut}
+    )
     row = result.rows[0]
     assert row.plan_structure == "Spinal Cord" and row.outcome is Outcome.NOT_EVALUATED
-    assert reason in row.note and result.verdict is Verdict.INCOMPLETE
+    assert cut in row.note and result.verdict is Verdict.INCOMPLETE
     # a union is not built from a part that cannot be evaluated
-    result = check(_dose(), _structures(), protocol, "A", unusable={"Kidney_R": reason})
+    result = check(_dose(), _structures(), protocol, "A", outside_grid={"Kidney_R": cut})
     assert result.rows[1].outcome is Outcome.NOT_EVALUATED
     assert "union part 'Kidney_R' is not evaluable" in result.rows[1].note
+    # allowed: judged on what is there, and said so
+    result = check(
+        _dose(),
+        _structures(),
+        protocol,
+        "A",
+        subdivisions=1,
+        outside_grid={"spinal cord": cut, "kidney_r": cut},
+        allow_partial=True,
+    )
+    assert result.rows[0].value == pytest.approx(HOT_GY)
+    assert result.rows[0].note.endswith(f"judged on the part inside the dose grid only ({cut})")
+    assert result.rows[1].value == pytest.approx(12.0)
+    assert f"Kidney_R: judged on the part inside the dose grid only ({cut})" in result.rows[1].note
 
 
 def test_fractions_differing_from_the_arm_is_a_major_deviation_and_feed_eqd2():
