@@ -134,6 +134,11 @@ def test_candidate_arrangements():
     left = candidate_arrangements(locate_target(*_targets((100, 0, 0))))
     assert left[0].gantry_deg == (90.0, 135.0, 45.0)
     assert left[0].name == "LLAT + left obliques"
+    # Prone (HFP): the back faces the ceiling, so the PA field is gantry 0; gantry 90
+    # (source at +X_f) then faces the patient's right, so 45 is the right-posterior oblique.
+    prone = candidate_arrangements(posterior, "HFP")
+    assert prone[0].gantry_deg == (0.0, 45.0, 315.0)
+    assert [field_label(g, "HFP") for g in prone[0].gantry_deg] == ["PA", "RPO", "LPO"]
 
 
 def _targets(centre):
