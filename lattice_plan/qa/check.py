@@ -305,7 +305,7 @@ def check(
     fractions: int | None = None,
     plan_name: str = "",
     subdivisions: int | None = None,
-    outside_grid: Mapping[str, str] | None = None,
+    unusable: Mapping[str, str] | None = None,
     allow_partial: bool = False,
 ) -> CheckResult:
     """Check a plan's dose against the constraints of one arm of ``protocol``.
@@ -320,9 +320,12 @@ def check(
     A structure reaching outside the dose grid is "not evaluated" unless
     ``allow_partial``: then it is judged on its part inside the grid and the row's
     note says how much lay outside (a maximum or a volume above a dose found on
-    that part is a lower bound). ``outside_grid`` maps plan structure names to
-    such a description for structures already cut to the dose grid (an RTSTRUCT
-    rasterised on the RTDOSE grid), which the DVH itself cannot see.
+    that part is a lower bound). ``unusable`` maps plan structure names to the
+    reason they cannot be fully evaluated, for structures already cut to the dose
+    grid (an RTSTRUCT rasterised on the RTDOSE grid, see
+    :func:`~lattice_plan.qa.dicom_check.rois_outside_grid`), which the DVH itself
+    cannot see: "not evaluated" with that reason, or with ``allow_partial``
+    judged on what is there with the reason in the note.
     """
     if isinstance(plan_or_dose, Plan):
         plan = plan_or_dose
@@ -354,7 +357,7 @@ def check(
             protocol.name,
             arm_obj.fractions,
         )
-    outside = {k.casefold(): v for k, v in (outside_grid or {}).items()}
+    outside = {k.casefold(): v for k, v in (unusable or {}).items()}
     resolver = _StructureResolver(protocol, structures, outside, allow_partial)
     evaluator = _Evaluator(arm_obj, dose, resolver, outside, fractions, subdivisions, allow_partial)
     rows = tuple(evaluator.row(c) for c in arm_obj.constraints)

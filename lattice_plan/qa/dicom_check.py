@@ -100,7 +100,7 @@ def check_dicom(
         fractions=fractions,
         plan_name=plan_name,
         subdivisions=subdivisions,
-        outside_grid=rois_outside_grid(rtstruct_path, dose.grid),
+        unusable=rois_outside_grid(rtstruct_path, dose.grid),
         allow_partial=allow_partial,
     )
 

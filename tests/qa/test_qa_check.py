@@ -234,13 +234,13 @@ def test_structures_cut_by_the_dose_grid_are_not_evaluated_unless_partial_is_all
     protocol = parse_protocol(PROTOCOL.replace("REQUIRED", "false"))
     cut = "3 of its 40 contour points lie outside the dose grid"
     result = check(
-        _dose(), _structures(), protocol, "A", subdivisions=1, outside_grid={"spinal cord": cut}
+        _dose(), _structures(), protocol, "A", subdivisions=1, unusable={"spinal cord": cut}
     )
     row = result.rows[0]
     assert row.plan_structure == "Spinal Cord" and row.outcome is Outcome.NOT_EVALUATED
     assert cut in row.note and result.verdict is Verdict.INCOMPLETE
     # a union is not built from a part that cannot be evaluated
-    result = check(_dose(), _structures(), protocol, "A", outside_grid={"Kidney_R": cut})
+    result = check(_dose(), _structures(), protocol, "A", unusable={"Kidney_R": cut})
     assert result.rows[1].outcome is Outcome.NOT_EVALUATED
     assert "union part 'Kidney_R' is not evaluable" in result.rows[1].note
     # allowed: judged on what is there, and said so
@@ -250,7 +250,7 @@ def test_structures_cut_by_the_dose_grid_are_not_evaluated_unless_partial_is_all
         protocol,
         "A",
         subdivisions=1,
-        outside_grid={"spinal cord": cut, "kidney_r": cut},
+        unusable={"spinal cord": cut, "kidney_r": cut},
         allow_partial=True,
     )
     assert result.rows[0].value == pytest.approx(HOT_GY)
