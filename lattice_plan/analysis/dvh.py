@@ -202,15 +202,18 @@ class DVH:
         cls,
         name: str,
         dose_gy: ArrayLike,
-        weight_cc: float,
+        weight_cc: float | ArrayLike,
         bin_width_gy: float | None = None,
         quantity: Quantity = "physical",
         covered_fraction: float = 1.0,
     ) -> DVH:
-        """DVH of point doses (Gy), each standing for ``weight_cc``."""
+        """DVH of point doses (Gy), each standing for ``weight_cc`` (one value or one per sample)."""
         d = np.asarray(dose_gy, dtype=float).ravel()
         if d.size == 0:
             raise AnalysisError(f"DVH {name!r}: no dose samples")
+        w = np.broadcast_to(np.asarray(weight_cc, dtype=float), d.shape)
+        if not np.all(np.isfinite(w)) or np.any(w <= 0):
+            raise AnalysisError(f"DVH {name!r}: sample weights must be positive volumes (cc)")
         if not np.all(np.isfinite(d)):
             raise AnalysisError(f"DVH {name!r}: the dose holds NaN or infinite values")
         if np.any(d < 0):
@@ -222,20 +225,21 @@ class DVH:
         n_bins = int(np.floor(dmax / width + 1e-6)) + 1
         # A dose within 1e-6 bin widths below an edge (interpolation round-off) counts as on it.
         idx = np.minimum(np.floor(d / width + 1e-6).astype(np.int64), n_bins - 1)
-        counts = np.bincount(idx, minlength=n_bins).astype(float)
-        sums = np.bincount(idx, weights=d, minlength=n_bins)
+        volumes = np.bincount(idx, weights=w, minlength=n_bins)
+        sums = np.bincount(idx, weights=w * d, minlength=n_bins)
         edges = np.arange(n_bins + 1) * width
         centres = 0.5 * (edges[:-1] + edges[1:])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = np.where(counts > 0, sums / np.maximum(counts, 1), centres)
+        filled = volumes > 0
+        means = centres.copy()
+        means[filled] = sums[filled] / volumes[filled]
         return cls(
             name,
             edges,
-            counts * float(weight_cc),
+            volumes,
             means,
             float(d.min()),
             dmax,
-            float(d.mean()),
+            float(np.sum(w * d) / np.sum(w)),
             quantity,
             covered_fraction,
         )
