@@ -108,3 +108,15 @@ def test_scart_core_follows_the_prescription(phantom):
         gtv, prescription_from(15.0, 1, "STV")
     )
     assert contracted.volume_cc > default.volume_cc
+
+
+@pytest.mark.slow
+def test_point_prescription_normalises_to_the_point(phantom):
+    # 8 Gy x 1 at the GTV centroid (coarse grid, few iterations: this checks the plumbing).
+    point = phantom.structures["GTV"].centroid_lps_mm()
+    rx = prescription_from(8.0, 1, "GTV", "point", point)
+    plan = build_scart_plan(phantom, prescription=rx, dose_spacing_mm=5.0, max_iterations=3)
+    ijk = plan.dose.grid.continuous_ijk(point)
+    at_point = ndimage.map_coordinates(plan.dose.array, ijk[::-1].reshape(3, 1), order=1)[0]
+    assert at_point == pytest.approx(8.0, rel=1e-6)
+    assert plan.info["open_field_total_mu"] > 0 and np.isfinite(plan.info["modulation"])
