@@ -468,7 +468,9 @@ class _Evaluator:
     def _pvdr_row(
         self, c: Constraint, spec: MetricSpec, peak: DVH, plan_name: str | None, how: str
     ) -> ConstraintResult:
-        """PVDR as GTV D10/D90, mean vertex / mean valley dose, or max vertex / min valley dose."""
+        """PVDR as GTV D10/D90, mean vertex / mean valley dose, or max vertex / min valley dose
+        (the definitions of the analysis module's SFRT metrics), from the cached DVHs; EQD2/BED
+        variants map the DVH dose axes as the other EQD2/BED metrics do."""
         if spec.pvdr_variant == "D10/D90":
             dvh = self._quantity(spec, c, peak)
             high, low = dvh.dose_at_volume_percent(10.0), dvh.dose_at_volume_percent(90.0)
