@@ -7,7 +7,7 @@ Numba kernels come from the on-disk cache (one warm-up plan on a 5 mm grid
 runs first in each process, untimed). The 1-minute load average is reported
 because other work on the machine slows the wall-clock timings; ``cpu_s`` (user +
 system time of the process, all threads) is a bound that does not depend on it:
-on an idle 2-core machine the wall time lies between cpu_s / 2 and cpu_s.
+on an idle 2-core machine the wall time is roughly between cpu_s / 2 and cpu_s.
 """
 
 from __future__ import annotations

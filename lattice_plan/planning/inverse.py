@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -351,18 +351,17 @@ def build_optimised_plan(
     dose = Volume(dose_fx.array * n_fx, dose_fx.grid, "Gy")
 
     # Open-field reference: 1 MU per active beamlet of every beam, scaled to the prescription.
-    rx_mask = mask_on_grid(structures.get(prescription.target), grid)
-    open_x = fb.active_vector.astype(float)
-    open_dose = op.forward(open_x, np.flatnonzero(rx_mask))
     if prescription.method == "point":
         pt = np.asarray(prescription.reference_point_lps_mm, dtype=float)
         open_achieved = float(eng.point_dose(fb.beams, pt[None, :])[0]) / fb.beams[0].mu
     else:
+        rx_voxels = np.flatnonzero(mask_on_grid(structures.get(prescription.target), grid))
+        open_dose = op.forward(fb.active_vector.astype(float), rx_voxels)
         open_achieved = prescription.achieved_gy(target_dose_gy=open_dose)
-    if open_achieved <= 0:
+    if not open_achieved > 0:
         raise PlanningError(
-            f"plan {name!r}: the open beams give no dose to {prescription.target!r}; check the "
-            "isocentre and beams"
+            f"plan {name!r}: the open beams give no dose at the prescription "
+            f"({prescription.describe()}); check the isocentre and the beams"
         )
     open_mu_per_beam = prescription.dose_per_fraction_gy / open_achieved
 
@@ -411,16 +410,7 @@ def build_optimised_plan(
         plan.total_mu,
         plan_info["modulation"],
     )
-    return Plan(
-        name=plan.name,
-        arm=plan.arm,
-        prescription=plan.prescription,
-        beams=plan.beams,
-        structures=plan.structures,
-        dose=plan.dose,
-        objectives=plan.objectives,
-        info=plan_info,
-    )
+    return replace(plan, info=plan_info)
 
 
 def add_structures(base: StructureSet, *new: Structure) -> StructureSet:
