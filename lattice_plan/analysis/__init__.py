@@ -1,7 +1,22 @@
 """DVHs, dose metrics, PVDR and SFRT metrics, radiobiology, plan comparison and gamma."""
 
+from lattice_plan.analysis.comparison import (
+    ComparisonRow,
+    ComparisonTable,
+    PlanDose,
+    compare_plans,
+    standard_metrics,
+)
 from lattice_plan.analysis.dvh import DVH, DoseSamples, evaluate_metric, sample_dose
+from lattice_plan.analysis.gamma import GammaResult, gamma_index
 from lattice_plan.analysis.metric_strings import ACCEPTED_FORMS, MetricSpec, parse_metric
+from lattice_plan.analysis.quality import (
+    PlanQuality,
+    gradient_index,
+    homogeneity_index,
+    paddick_ci,
+    plan_quality,
+)
 from lattice_plan.analysis.radiobiology import (
     alpha_beta_map_gy,
     bed_gy,
@@ -12,21 +27,63 @@ from lattice_plan.analysis.radiobiology import (
     eud_gy,
     geud_gy,
 )
+from lattice_plan.analysis.sfrt import (
+    OnionLayer,
+    ProfilePVDR,
+    ScartMetrics,
+    SfrtMetrics,
+    combined_dvh,
+    evaluate_pvdr,
+    onion_layers,
+    pvdr_d10_d90,
+    pvdr_mean,
+    pvdr_point,
+    pvdr_profiles,
+    scart_metrics,
+    sfrt_metrics,
+    vertex_count,
+)
 
 __all__ = [
     "ACCEPTED_FORMS",
     "DVH",
+    "ComparisonRow",
+    "ComparisonTable",
     "DoseSamples",
+    "GammaResult",
     "MetricSpec",
+    "OnionLayer",
+    "PlanDose",
+    "PlanQuality",
+    "ProfilePVDR",
+    "ScartMetrics",
+    "SfrtMetrics",
     "alpha_beta_map_gy",
     "bed_gy",
     "bed_volume",
+    "combined_dvh",
+    "compare_plans",
     "default_alpha_beta_gy",
     "eqd2_gy",
     "eqd2_volume",
     "eud_gy",
     "evaluate_metric",
+    "evaluate_pvdr",
+    "gamma_index",
     "geud_gy",
+    "gradient_index",
+    "homogeneity_index",
+    "onion_layers",
+    "paddick_ci",
     "parse_metric",
+    "plan_quality",
+    "pvdr_d10_d90",
+    "pvdr_mean",
+    "pvdr_point",
+    "pvdr_profiles",
     "sample_dose",
+    "scart_metrics",
+    "sfrt_metrics",
+    "standard_metrics",
+    "vertex_count",
 ]
