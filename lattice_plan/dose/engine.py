@@ -62,6 +62,9 @@ class PointGeometry:
         (SAD / s)^2 (model units; zero for points at or behind the source).
     depth_mm: (n,) float32 radiological depth (mm of water).
     inverse_square: (n,) float32 (SAD / s)^2, s the distance from the source along the axis.
+    scales: (s_near / SAD, s_far / SAD), the two distances the scatter kernels are built for
+        (one value when all points lie at one distance).
+    blend: (n,) float32, where each point lies between them (0 near, 1 far).
     """
 
     u_mm: NDArray[np.float32]
@@ -69,18 +72,40 @@ class PointGeometry:
     weights: NDArray[np.float32]
     depth_mm: NDArray[np.float32]
     inverse_square: NDArray[np.float32]
+    scales: tuple[float, ...]
+    blend: NDArray[np.float32]
 
     @property
     def nbytes(self) -> int:
         return sum(
             a.nbytes
-            for a in (self.u_mm, self.v_mm, self.weights, self.depth_mm, self.inverse_square)
+            for a in (
+                self.u_mm,
+                self.v_mm,
+                self.weights,
+                self.depth_mm,
+                self.inverse_square,
+                self.blend,
+            )
         )
 
     def with_model(self, model: BeamModel) -> PointGeometry:
         """The same points with the depth weights of another beam model."""
         w = model.depth_functions(self.depth_mm.astype(np.float64)) * self.inverse_square
         return replace(self, weights=np.ascontiguousarray(w, dtype=np.float32))
+
+
+def _scatter_planes(s_mm: NDArray[np.float64], sad: float) -> tuple[tuple[float, ...], NDArray]:
+    """Two source distances (as s / SAD) spanning the points, and each point's place between them."""
+    valid = s_mm[s_mm > 0]
+    if len(valid) == 0:
+        return (1.0,), np.zeros(len(s_mm), dtype=np.float32)
+    lo = round(float(valid.min()) / sad, 4)
+    hi = round(float(valid.max()) / sad, 4)
+    if hi - lo < 1e-3:
+        return (round(0.5 * (lo + hi), 4),), np.zeros(len(s_mm), dtype=np.float32)
+    blend = np.clip((s_mm / sad - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    return (lo, hi), blend
 
 
 def _box_corners(lo: NDArray, hi: NDArray) -> NDArray[np.float64]:
@@ -234,12 +259,15 @@ class DoseEngine:
         )
         isq = np.divide(sad * sad, s * s, out=np.zeros(n), where=s > 0)
         w = self.model.depth_functions(d) * isq[None, :]
+        scales, blend = _scatter_planes(s, sad)
         return PointGeometry(
             u.astype(np.float32),
             v.astype(np.float32),
             np.ascontiguousarray(w, dtype=np.float32),
             d.astype(np.float32),
             isq.astype(np.float32),
+            scales,
+            blend,
         )
 
     def voxel_geometry(self, beam: Beam) -> PointGeometry:
@@ -304,7 +332,7 @@ class DoseEngine:
             return
         model = self.model if model is None else model
         fine_grid, coarse_grid = self._map_grids(beam, geom, model)
-        conv = _Convolver(model.map_kernels(), fine_grid, coarse_grid)
+        conv = _Convolver(model.map_kernels(geom.scales), fine_grid, coarse_grid)
         fine, coarse = conv.forward(
             beam_fluence(beam, model, fine_grid), beam_fluence(beam, model, coarse_grid)
         )
@@ -313,7 +341,7 @@ class DoseEngine:
             coarse,
             fine_grid,
             coarse_grid,
-            conv.rows,
+            conv,
             geom,
             sel,
             beam.mu * model.gy_per_mu,
@@ -429,7 +457,7 @@ class FluenceOperator:
             for g in (fine_grid, coarse_grid):
                 oy, ox = paint_matrices(fmap, g)
                 paint.append((oy, ox, modulation_factor(beam, self.model, g)))
-            conv = _Convolver(self.model.map_kernels(), fine_grid, coarse_grid)
+            conv = _Convolver(self.model.map_kernels(geom.scales), fine_grid, coarse_grid)
             self.beams.append(beam)
             self._parts.append(
                 {
@@ -500,7 +528,7 @@ class FluenceOperator:
             painted = [(oy.T @ xb @ ox) * factor for oy, ox, factor in part["paint"]]
             conv = part["conv"]
             fine, coarse = conv.forward(painted[0], painted[1])
-            _gather(fine, coarse, *part["grids"], conv.rows, part["geom"], sel, scale, acc)
+            _gather(fine, coarse, *part["grids"], conv, part["geom"], sel, scale, acc)
         out = np.zeros(n_out)
         out[where] = acc
         return out.reshape(self.engine.dose_grid.shape) if voxels is None else out
@@ -530,8 +558,10 @@ class FluenceOperator:
                 coarse_grid.y0_mm,
                 coarse_grid.h_mm,
                 conv.rows,
+                conv.planes,
                 geom.u_mm,
                 geom.v_mm,
+                geom.blend,
                 geom.weights,
                 sel,
                 scale,
@@ -551,7 +581,7 @@ def _gather(
     coarse: NDArray,
     fine_grid: MapGrid,
     coarse_grid: MapGrid,
-    rows: NDArray[np.int64],
+    conv: _Convolver,
     geom: PointGeometry,
     sel: NDArray[np.int64],
     scale: float,
@@ -566,9 +596,11 @@ def _gather(
         coarse_grid.x0_mm,
         coarse_grid.y0_mm,
         coarse_grid.h_mm,
-        rows,
+        conv.rows,
+        conv.planes,
         geom.u_mm,
         geom.v_mm,
+        geom.blend,
         geom.weights,
         sel,
         float(scale),
@@ -585,6 +617,7 @@ class _Convolver:
 
     def __init__(self, kernels: MapKernels, fine_grid: MapGrid, coarse_grid: MapGrid) -> None:
         self.rows = kernels.coarse_rows
+        self.planes = kernels.coarse_planes
         self._fine = self._plan(kernels.fine, fine_grid.shape)
         self._coarse = [self._plan(k, coarse_grid.shape) for k in kernels.coarse]
 

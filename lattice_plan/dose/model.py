@@ -237,26 +237,45 @@ class BeamModel:
         x = (np.asarray(r_mm, dtype=float) / 100.0) ** 2
         return 1.0 + self.horn_coeffs[0] * x + self.horn_coeffs[1] * x * x
 
-    def map_kernels(self) -> MapKernels:
-        """The convolution kernels the engine applies to the fluence maps (cached per model).
+    def map_kernels(self, scales: tuple[float, ...] = (1.0,)) -> MapKernels:
+        """The convolution kernels the engine applies to the fluence maps (cached).
 
         Fine grid: the primary kernel blurred by the focal spot, weight
-        1 - extrafocal_weight. Coarse grid: [0] the same primary weight
-        unconvolved (used only far from the field, off the fine map), [1] the
-        primary blurred by the extra-focal source, then each scatter kernel
-        blurred by the whole source. Kernels sum to the source weight they
-        carry, so a broad uniform fluence of 1 gives sum_c D_c(d).
+        1 - extrafocal_weight. Coarse grid: the same primary weight unconvolved
+        (used only far from the field, off the fine map); the primary blurred by
+        the extra-focal source; then each phantom-scatter kernel blurred by the
+        whole source, once per entry of ``scales``. Scatter kernel widths are
+        physical (mm in the plane of the dose point): a point at distance s from
+        the source sees them narrowed by scale = s / SAD on the isocentre plane,
+        and the engine interpolates between the scales it asks for. Kernels sum
+        to the source weight they carry, so a broad uniform fluence of 1 gives
+        sum_c D_c(d).
         """
-        return _map_kernels_cached(self)
+        key = (id(self), tuple(round(float(x), 4) for x in scales))
+        hit = _KERNEL_CACHE.get(key)
+        if hit is not None and hit[0] is self:
+            return hit[1]
+        kernels = _build_map_kernels(self, key[1])
+        if len(_KERNEL_CACHE) > 64:
+            _KERNEL_CACHE.clear()
+        _KERNEL_CACHE[key] = (self, kernels)
+        return kernels
 
 
 @dataclass(frozen=True, eq=False)
 class MapKernels:
-    """Lateral kernels on the fine and coarse map grids; ``coarse_rows[m]`` is coarse[m]'s depth row."""
+    """Lateral kernels on the fine and coarse map grids.
+
+    ``coarse_rows[m]`` is coarse[m]'s depth row; ``coarse_planes[m]`` is -1 for a
+    kernel that holds at every distance from the source, else the index of the
+    scale (in ``scales``) it was built for.
+    """
 
     fine: NDArray[np.float64]
     coarse: tuple[NDArray[np.float64], ...]
     coarse_rows: NDArray[np.int64]
+    coarse_planes: NDArray[np.int64]
+    scales: tuple[float, ...]
 
 
 def _gauss_1d(sigma_mm: float, h_mm: float, radius_px: int) -> NDArray[np.float64]:
@@ -288,21 +307,10 @@ def _exponential_2d(
     return k / k.sum()
 
 
-_KERNEL_CACHE: dict[int, tuple[BeamModel, MapKernels]] = {}
+_KERNEL_CACHE: dict[tuple, tuple[BeamModel, MapKernels]] = {}
 
 
-def _map_kernels_cached(model: BeamModel) -> MapKernels:
-    hit = _KERNEL_CACHE.get(id(model))
-    if hit is not None and hit[0] is model:
-        return hit[1]
-    kernels = _build_map_kernels(model)
-    if len(_KERNEL_CACHE) > 64:
-        _KERNEL_CACHE.clear()
-    _KERNEL_CACHE[id(model)] = (model, kernels)
-    return kernels
-
-
-def _build_map_kernels(model: BeamModel) -> MapKernels:
+def _build_map_kernels(model: BeamModel, scales: tuple[float, ...]) -> MapKernels:
     hf, hc = model.fine_mm, model.coarse_mm
     w_ef = model.extrafocal_weight
     prim = model.components[0]
@@ -312,12 +320,14 @@ def _build_map_kernels(model: BeamModel) -> MapKernels:
     fine = np.outer(_gauss_1d(sy, hf, rf), _gauss_1d(sx, hf, rf)) * (1.0 - w_ef)
     coarse = [np.array([[1.0 - w_ef]])]
     rows = [0]
+    planes = [-1]
     rc = math.ceil(model.kernel_radius_mm / hc)
     s_ef = math.hypot(prim.width_mm, model.extrafocal_sigma_mm)
     r_ef = min(rc, math.ceil(4.0 * s_ef / hc) + 1)
     if w_ef > 0:
         coarse.append(np.outer(_gauss_1d(s_ef, hc, r_ef), _gauss_1d(s_ef, hc, r_ef)) * w_ef)
         rows.append(0)
+        planes.append(-1)
     r_src = min(r_ef, 2)
     source = np.outer(
         _gauss_1d(model.source_sigma_mm[1], hc, r_src),
@@ -328,13 +338,22 @@ def _build_map_kernels(model: BeamModel) -> MapKernels:
         _gauss_1d(model.extrafocal_sigma_mm, hc, r_ef),
     )
     source = np.pad(source, r_ef - r_src) + w_ef * ef
-    for n, comp in enumerate(model.components[1:], start=1):
-        if comp.kernel == "exponential":
-            k = _exponential_2d(comp.width_mm, hc, rc, model.kernel_radius_mm)
-        else:
-            g = _gauss_1d(comp.width_mm, hc, rc)
-            k = np.outer(g, g)
-        k = signal.fftconvolve(k, source, mode="same")
-        coarse.append(np.ascontiguousarray(k))
-        rows.append(n)
-    return MapKernels(np.ascontiguousarray(fine), tuple(coarse), np.array(rows, dtype=np.int64))
+    for plane, scale in enumerate(scales):
+        for n, comp in enumerate(model.components[1:], start=1):
+            width = comp.width_mm / scale
+            if comp.kernel == "exponential":
+                k = _exponential_2d(width, hc, rc, model.kernel_radius_mm)
+            else:
+                g = _gauss_1d(width, hc, rc)
+                k = np.outer(g, g)
+            k = signal.fftconvolve(k, source, mode="same")
+            coarse.append(np.ascontiguousarray(k))
+            rows.append(n)
+            planes.append(plane if len(scales) > 1 else -1)
+    return MapKernels(
+        np.ascontiguousarray(fine),
+        tuple(coarse),
+        np.array(rows, dtype=np.int64),
+        np.array(planes, dtype=np.int64),
+        tuple(scales),
+    )

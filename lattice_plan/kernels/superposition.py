@@ -7,11 +7,13 @@ point p with isocentre-plane projection (u[p], v[p]) (mm) the dose is
 
     scale * ( w[0, p] * bilinear(fine, u, v)                       if (u, v) lies on the fine map
               w[0, p] * bilinear(coarse[0], u, v)                  otherwise (primary far from the field)
-              + sum_{m >= 1} w[rows[m], p] * bilinear(coarse[m], u, v) )
+              + sum_{m >= 1} f_m(p) * w[rows[m], p] * bilinear(coarse[m], u, v) )
 
 ``w`` holds each depth row's depth function at the point's radiological
 depth times the inverse-square factor; ``rows`` maps coarse map m to its depth
-row (rows[0] must be 0). Points off a map get nothing from it. ``sel`` lists
+row (rows[0] must be 0). Coarse maps built for two distances from the source
+are blended: f_m(p) = 1 when planes[m] < 0, 1 - t[p] when planes[m] == 0 and
+t[p] when planes[m] == 1. Points off a map get nothing from it. ``sel`` lists
 the points to evaluate; output q belongs to point sel[q].
 """
 
@@ -32,9 +34,17 @@ def _cell(x, y, x0, y0, h, nx, ny):
     return ix, iy, min(ix + 1, nx - 1), min(iy + 1, ny - 1), cx - ix, cy - iy
 
 
+@jit
+def _plane_factor(plane, t):
+    """Blend weight of a coarse map: 1 (any distance), 1 - t (near plane) or t (far plane)."""
+    if plane < 0:
+        return 1.0
+    return 1.0 - t if plane == 0 else t
+
+
 @jit_parallel
 def gather_beam(
-    fine, fx0, fy0, fh, coarse, cx0, cy0, ch, rows, u, v, w, sel, scale, out
+    fine, fx0, fy0, fh, coarse, cx0, cy0, ch, rows, planes, u, v, t, w, sel, scale, out
 ):  # pragma: no cover - compiled
     """out[q] += the beam's dose at point sel[q] (see the module docstring)."""
     nyf, nxf = fine.shape
@@ -56,13 +66,13 @@ def gather_beam(
                 val = (coarse[m, iy, ix] * (1.0 - fx) + coarse[m, iy, ix1] * fx) * (1.0 - fy) + (
                     coarse[m, iy1, ix] * (1.0 - fx) + coarse[m, iy1, ix1] * fx
                 ) * fy
-                acc += w[rows[m], p] * val
+                acc += _plane_factor(planes[m], t[p]) * w[rows[m], p] * val
         out[q] += scale * acc
 
 
 @jit_parallel
 def scatter_beam(
-    g, fx0, fy0, fh, cx0, cy0, ch, rows, u, v, w, sel, scale, fine_buf, coarse_buf
+    g, fx0, fy0, fh, cx0, cy0, ch, rows, planes, u, v, t, w, sel, scale, fine_buf, coarse_buf
 ):  # pragma: no cover - compiled
     """Adjoint of :func:`gather_beam`: accumulate the transposed gather of g into the buffers.
 
@@ -76,8 +86,8 @@ def scatter_beam(
     nxc = coarse_buf.shape[3]
     m_total = sel.shape[0]
     per = (m_total + n_chunks - 1) // n_chunks
-    for t in prange(n_chunks):
-        start_q = t * per
+    for chunk in prange(n_chunks):
+        start_q = chunk * per
         stop_q = min(m_total, start_q + per)
         for q in range(start_q, stop_q):
             p = sel[q]
@@ -88,16 +98,16 @@ def scatter_beam(
             on_fine = ix >= 0
             if on_fine:
                 b = a * w[0, p]
-                fine_buf[t, iy, ix] += b * (1.0 - fx) * (1.0 - fy)
-                fine_buf[t, iy, ix1] += b * fx * (1.0 - fy)
-                fine_buf[t, iy1, ix] += b * (1.0 - fx) * fy
-                fine_buf[t, iy1, ix1] += b * fx * fy
+                fine_buf[chunk, iy, ix] += b * (1.0 - fx) * (1.0 - fy)
+                fine_buf[chunk, iy, ix1] += b * fx * (1.0 - fy)
+                fine_buf[chunk, iy1, ix] += b * (1.0 - fx) * fy
+                fine_buf[chunk, iy1, ix1] += b * fx * fy
             ix, iy, ix1, iy1, fx, fy = _cell(u[p], v[p], cx0, cy0, ch, nxc, nyc)
             if ix >= 0:
                 start = 1 if on_fine else 0
                 for m in range(start, ncm):
-                    b = a * w[rows[m], p]
-                    coarse_buf[t, m, iy, ix] += b * (1.0 - fx) * (1.0 - fy)
-                    coarse_buf[t, m, iy, ix1] += b * fx * (1.0 - fy)
-                    coarse_buf[t, m, iy1, ix] += b * (1.0 - fx) * fy
-                    coarse_buf[t, m, iy1, ix1] += b * fx * fy
+                    b = a * _plane_factor(planes[m], t[p]) * w[rows[m], p]
+                    coarse_buf[chunk, m, iy, ix] += b * (1.0 - fx) * (1.0 - fy)
+                    coarse_buf[chunk, m, iy, ix1] += b * fx * (1.0 - fy)
+                    coarse_buf[chunk, m, iy1, ix] += b * (1.0 - fx) * fy
+                    coarse_buf[chunk, m, iy1, ix1] += b * fx * fy
