@@ -372,6 +372,20 @@ def _cmd_qa(args: argparse.Namespace) -> int:
     return EXIT_OK if result.verdict in (Verdict.PER_PROTOCOL, Verdict.MINOR_DEVIATION) else 1
 
 
+def _cmd_commission(args: argparse.Namespace) -> int:
+    from lattice_plan.dose.commission import commission_files
+
+    model, report = commission_files(args.scans, name=args.name)
+    model.to_json(args.out)
+    if not args.quiet:
+        print(
+            f"fitted {len(report['parameters'])} parameters to {len(args.scans)} file(s): "
+            f"RMS residual {100 * report['rms_residual']:.2f} %, "
+            f"max {100 * report['max_abs_residual']:.2f} %; wrote {args.out}"
+        )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lattice-plan",
@@ -590,6 +604,19 @@ def build_parser() -> argparse.ArgumentParser:
     qa.add_argument("--json", metavar="FILE", help="write the result as JSON")
     qa.add_argument("--csv", metavar="FILE", help="write the result table as CSV")
     qa.set_defaults(func=_cmd_qa)
+
+    com = sub.add_parser(
+        "commission",
+        help="fit the photon beam model to measured water-tank scans",
+        description=(
+            "Fit the 6 MV pencil-beam model to PTW mcc scans (a 10 x 10 cm PDD at SSD 1000 mm "
+            "and profiles) and write the calibrated model as JSON."
+        ),
+    )
+    com.add_argument("scans", nargs="+", metavar="SCANS", help="PTW .mcc files")
+    com.add_argument("--out", required=True, metavar="FILE", help="model JSON to write")
+    com.add_argument("--name", default="6X commissioned", help="name stored in the model")
+    com.set_defaults(func=_cmd_commission)
     return parser
 
 
