@@ -27,7 +27,6 @@ import os
 import shutil
 import time
 import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,8 @@ from lattice_plan.io.atomic import atomic_output_path, prepare_output_dir
 log = logging.getLogger(__name__)
 
 TASK_RECORD = "task.json"
-_TMP_PREFIX = ".tmp-"
+# Temporary folders of run_case (".<name>.partial-*", ".<name>.old-*") left by a killed task.
+_STALE_PATTERNS = (".*.partial-*", ".*.old-*")
 # Peak memory of one planning task on the built-in phantom (2.5 mm grid, 9 beams) is
 # about 1.5 GB (benchmarks/bench_planning.py); leave room for the worker process itself.
 MEMORY_PER_TASK_BYTES = 3 * 1024**3
@@ -115,16 +115,20 @@ def default_worker_count() -> int:
     return max(1, min(cores, int(avail // MEMORY_PER_TASK_BYTES)))
 
 
-def _load_patient(case: CaseSource) -> Patient:
+def _load_case(case: CaseSource) -> tuple[Patient, dict[str, Any]]:
+    """The patient and the run_case arguments that tie the outputs to its CT.
+
+    The phantom's CT series is written with the plans; a DICOM case's outputs
+    reference the CT it was read from and copy its RTSTRUCT's ROIs.
+    """
     if case.is_phantom:
         from lattice_plan.phantoms import build_phantom
 
-        return build_phantom(**(case.phantom or {}))
-    from lattice_plan.io.ct import read_ct
-    from lattice_plan.io.rtstruct import read_rtstruct
+        return build_phantom(**(case.phantom or {})), {"write_ct": True}
+    from lattice_plan.workflow import load_dicom_case
 
-    ct = read_ct(case.ct_dir)
-    return ct.to_patient(read_rtstruct(case.rtstruct, ct))
+    loaded = load_dicom_case(case.ct_dir, case.rtstruct, gtv=case.gtv, oars=case.oars)
+    return loaded.patient, {"ct_series": loaded.ct, "source_rtstruct": loaded.rtstruct_path}
 
 
 def _task_overrides(task: CohortTask, settings: dict[str, Any]) -> dict[str, Any]:
@@ -139,29 +143,35 @@ def _task_overrides(task: CohortTask, settings: dict[str, Any]) -> dict[str, Any
 def execute_task(
     task: CohortTask, settings: dict[str, Any], content_hash: str, out_root: str
 ) -> dict[str, Any]:
-    """Run one task (on a Dask worker); never raises for a bad case: returns a row dict."""
+    """Run one task (on a Dask worker); never raises for a bad case: returns a row dict.
+
+    :func:`~lattice_plan.workflow.run_case` builds the outputs in a temporary
+    sibling folder and swaps it in when complete; ``task.json`` (with the
+    content hash) is written last, so a task killed at any point is redone.
+    """
     from lattice_plan.workflow import run_case
 
     final = Path(out_root) / task.relative_dir
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f"{_TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
     t0 = time.perf_counter()
     row = TaskRow(task.case.case_id, task.arm, dict(task.params), "ok", output_dir=str(final))
     try:
-        tmp.mkdir()
-        patient = _load_patient(task.case)
-        metrics = run_case(patient, [task.arm], tmp, overrides=_task_overrides(task, settings))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        (final / TASK_RECORD).unlink(missing_ok=True)
+        patient, case_kwargs = _load_case(task.case)
+        metrics = run_case(
+            patient, [task.arm], final, overrides=_task_overrides(task, settings), **case_kwargs
+        )
         plan_metrics = next(iter(metrics.get("plans", {}).values()), {})
-        row.metrics = {k: v for k, v in plan_metrics.items() if k not in ("qa",)}
-        row.qa_verdict = str(plan_metrics.get("qa_verdict", ""))
+        row.metrics = {k: v for k, v in plan_metrics.items() if k != "qa"}
+        row.qa_verdict = str((plan_metrics.get("qa") or {}).get("verdict") or "")
         row.runtime_s = time.perf_counter() - t0
-        record = {"content_hash": content_hash, "row": row.__dict__}
-        (tmp / TASK_RECORD).write_text(json.dumps(record, indent=2, default=str))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        with atomic_output_path(final / TASK_RECORD) as tmp:
+            tmp.write_text(
+                json.dumps(
+                    {"content_hash": content_hash, "row": row.__dict__}, indent=2, default=str
+                )
+            )
     except Exception as exc:  # one bad case must not stop the cohort
-        shutil.rmtree(tmp, ignore_errors=True)
         row.status = "failed"
         row.runtime_s = time.perf_counter() - t0
         row.error = (
@@ -187,9 +197,10 @@ def _completed_row(task: CohortTask, content_hash: str, out_root: Path) -> TaskR
 
 
 def _remove_stale_temporaries(out_root: Path) -> None:
-    for tmp in out_root.rglob(f"{_TMP_PREFIX}*"):
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
+    for pattern in _STALE_PATTERNS:
+        for tmp in out_root.rglob(pattern):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_cohort(
@@ -218,7 +229,7 @@ def run_cohort(
         if cid not in fingerprints:
             try:
                 fingerprints[cid] = task.case.fingerprint()
-            except OSError as exc:
+            except (OSError, LatticePlanError) as exc:
                 fingerprints[cid] = exc
         fp = fingerprints[cid]
         if isinstance(fp, Exception):
@@ -227,7 +238,7 @@ def run_cohort(
                 task.arm,
                 dict(task.params),
                 "failed",
-                error=f"cannot read the case's files: {fp}",
+                error=f"{type(fp).__name__}: {fp}",
             )
             rows.append(row)
             if progress:

@@ -73,6 +73,14 @@ class CaseSource:
             h.update(json.dumps(self.phantom, sort_keys=True).encode())
         else:
             assert self.ct_dir is not None and self.rtstruct is not None
+            if not self.ct_dir.is_dir():
+                raise InputFileError(
+                    f"case {self.case_id!r}: CT folder {str(self.ct_dir)!r} does not exist"
+                )
+            if not self.rtstruct.is_file():
+                raise InputFileError(
+                    f"case {self.case_id!r}: RTSTRUCT {str(self.rtstruct)!r} does not exist"
+                )
             for path in [*sorted(p for p in self.ct_dir.rglob("*") if p.is_file()), self.rtstruct]:
                 h.update(path.name.encode())
                 with path.open("rb") as fh:

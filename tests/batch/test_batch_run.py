@@ -1,0 +1,124 @@
+"""A small cohort on a local Dask cluster: rows, failures, skipping and redoing tasks."""
+
+import json
+import shutil
+import textwrap
+
+import pytest
+
+from lattice_plan.batch import TASK_RECORD, run_cohort
+from lattice_plan.cohort import load_cohort
+from lattice_plan.phantoms import build_phantom
+from lattice_plan.workflow import run_case
+
+# Coarse but complete: 5 mm phantom, 6 mm dose grid, few optimiser iterations.
+PHANTOM = "spacing_mm = [5.0, 5.0, 5.0], length_mm = 140.0"
+SETTINGS = {"dose.spacing_mm": 6.0, "optimiser.max_iterations": 6}
+COHORT = f"""
+name = "test-cohort"
+arms = ["SCART", "CRT"]
+
+[settings]
+"dose.spacing_mm" = 6.0
+"optimiser.max_iterations" = 6
+
+[[cases]]
+id = "small"
+phantom = {{ {PHANTOM}, mass_diameters_mm = [56.0, 50.0, 60.0] }}
+
+[[cases]]
+id = "default"
+phantom = {{ {PHANTOM} }}
+
+[[cases]]
+id = "large"
+phantom = {{ {PHANTOM}, mass_diameters_mm = [70.0, 60.0, 74.0] }}
+
+[[cases]]
+id = "broken"
+ct = "missing/CT"
+rtstruct = "missing/RS.dcm"
+"""
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cohort")
+    path = root / "cohort.toml"
+    path.write_text(textwrap.dedent(COHORT))
+    seen = []
+    result = run_cohort(
+        load_cohort(path), root / "out", workers=2, progress=lambda d, t, r: seen.append((d, t))
+    )
+    return root, path, result, seen
+
+
+@pytest.mark.slow
+def test_one_row_per_task_and_the_broken_case_reported(first_run):
+    _, _, result, seen = first_run
+    assert len(result.rows) == 8  # 4 cases x 2 arms
+    assert result.counts == {"ok": 6, "failed": 2, "skipped": 0}
+    broken = [r for r in result.rows if r.case == "broken"]
+    assert all(r.status == "failed" and "does not exist" in r.error for r in broken)
+    assert seen[-1] == (8, 8) and [d for d, _ in seen] == list(range(1, 9))
+    table = json.loads(result.table_json.read_text())
+    assert table["tasks"] == 8
+    header = result.table_csv.read_text().splitlines()[0].split(",")
+    for column in ("case", "arm", "params", "status", "runtime_s", "qa_verdict", "modulation"):
+        assert column in header
+    for r in result.rows:
+        if r.status == "ok":
+            assert r.qa_verdict in {
+                "per protocol",
+                "minor deviation",
+                "major deviation",
+                "incomplete",
+            }
+            assert (
+                result.table_csv.parent / r.case / r.arm.lower() / "default" / TASK_RECORD
+            ).is_file()
+
+
+@pytest.mark.slow
+def test_rows_equal_the_single_patient_command(first_run, tmp_path):
+    """The cohort row of one task has the metrics that run_case gives for the same inputs."""
+    _, _, result, _ = first_run
+    row = next(r for r in result.rows if r.case == "default" and r.arm == "SCART")
+    patient = build_phantom(spacing_mm=(5.0, 5.0, 5.0), length_mm=140.0)
+    metrics = run_case(
+        patient,
+        ["SCART"],
+        tmp_path / "single",
+        overrides=SETTINGS,
+        write_ct=True,
+        figures=False,
+        scene=False,
+        report=False,
+    )
+    single = next(iter(metrics["plans"].values()))
+    assert row.metrics["total_mu_per_fraction"] == pytest.approx(
+        single["total_mu_per_fraction"], rel=1e-9
+    )
+    stv = row.metrics["structures"]["STV"]
+    assert stv["D95%"] == pytest.approx(single["structures"]["STV"]["D95%"], rel=1e-9)
+
+
+@pytest.mark.slow
+def test_rerun_skips_completed_and_redoes_interrupted(first_run):
+    root, path, _, _ = first_run
+    out = root / "out"
+    again = run_cohort(load_cohort(path), out, workers=2)
+    assert again.counts == {"ok": 0, "failed": 2, "skipped": 6}
+    # Simulate a task killed before it completed: its record is gone and a partial folder is left.
+    victim = out / "small" / "crt" / "default"
+    (victim / TASK_RECORD).unlink()
+    partial = out / "small" / "crt" / ".default.partial-x1"
+    partial.mkdir()
+    third = run_cohort(load_cohort(path), out, workers=1)
+    assert third.counts == {"ok": 1, "failed": 2, "skipped": 5}
+    redone = next(r for r in third.rows if r.case == "small" and r.arm == "CRT")
+    assert redone.status == "ok" and (victim / TASK_RECORD).is_file()
+    assert not partial.exists()
+    shutil.rmtree(out / "small" / "scart")
+    fourth = run_cohort(load_cohort(path), out, workers=1)
+    assert fourth.counts["ok"] == 1
