@@ -276,6 +276,7 @@ class OptimizationResult:
             "time_per_iteration_s": round(self.time_per_iteration_s, 4),
             "initial_objective": self.history[0],
             "final_objective": self.final_objective,
+            "history": [float(f"{f:.6g}") for f in self.history],
             "terms": dict(self.term_values),
         }
 
