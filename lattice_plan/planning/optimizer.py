@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SMOOTHNESS = 0.02
 DEFAULT_FTOL = 1e-7
 DEFAULT_GTOL = 1e-6
-DEFAULT_STALL_TOL = 1e-3
+DEFAULT_STALL_TOL = 2e-3
 STALL_WINDOW = 5
 
 
