@@ -34,7 +34,9 @@ import numpy as np
 
 from lattice_plan.analysis.dvh import DVH, evaluate_metric
 from lattice_plan.analysis.metric_strings import MetricSpec
+from lattice_plan.analysis.sfrt import evaluate_pvdr
 from lattice_plan.errors import AnalysisError, ProtocolError
+from lattice_plan.geometry.morphology import connected_components
 from lattice_plan.geometry.structure import Structure, StructureSet
 from lattice_plan.geometry.volume import Volume
 from lattice_plan.io.atomic import atomic_output_path
@@ -446,6 +448,11 @@ class _Evaluator:
 
     def row(self, c: Constraint) -> ConstraintResult:
         spec = _metrics.parse(c.metric)
+        if spec.kind == "pvdr" and spec.pvdr_variant == "profile":
+            vertices, how = self.resolver.resolve(c.structure)
+            if vertices is None:
+                return _row(c, None, None, Outcome.NOT_EVALUATED, how)
+            return self._profile_row(c, spec, vertices, how)
         dvh, plan_name, how = self.dvh(c.structure)
         if dvh is None:
             return _row(c, plan_name, None, Outcome.NOT_EVALUATED, how)
@@ -492,6 +499,30 @@ class _Evaluator:
             )
         value = high / low
         return _row(c, plan_name, value, c.outcome(value), how)
+
+    def _profile_row(
+        self, c: Constraint, spec: MetricSpec, vertices: Structure, how: str
+    ) -> ConstraintResult:
+        """Profile PVDR (analysis.sfrt) between the centroids of the vertices' separate pieces."""
+        pieces = connected_components(vertices)
+        if len(pieces) < 2:
+            return _row(
+                c,
+                vertices.name,
+                None,
+                Outcome.NOT_EVALUATED,
+                f"{len(pieces)} separate vertex in {vertices.name!r}; a profile needs two or more",
+            )
+        centres = np.array([p.centroid_lps_mm() for p in pieces])
+        kwargs = {}
+        if spec.needs_fractionation:
+            kwargs = {"n_fractions": self.fractions, "alpha_beta_gy": float(c.alpha_beta_gy)}
+        try:
+            value = evaluate_pvdr(self.dose, spec, vertex_centers_lps_mm=centres, **kwargs)
+        except AnalysisError as exc:
+            return _row(c, vertices.name, None, Outcome.NOT_EVALUATED, f"not evaluable: {exc}")
+        note = f"{how}; between {len(pieces)} vertex centres"
+        return _row(c, vertices.name, value, c.outcome(value), note)
 
     def _quantity(self, spec: MetricSpec, c: Constraint, dvh: DVH) -> DVH:
         if spec.quantity == "EQD2":

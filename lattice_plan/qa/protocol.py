@@ -28,9 +28,10 @@ and a list of constraints::
 Peak-to-valley metrics: ``metric = "PVDR"`` (D10/D90 of ``structure``, the
 GTV) reads one structure; ``PVDR[mean]`` (mean vertex over mean valley dose)
 and ``PVDR[point]`` (maximum vertex over minimum valley dose) read the vertices
-named by ``structure`` and the valley named by ``valley = "Valley"``. Their
-limits are plain numbers (ratios). ``PVDR[profile]`` needs dose profiles and
-is not available as a constraint.
+named by ``structure`` and the valley named by ``valley = "Valley"``;
+``PVDR[profile]`` reads the dose along the lines joining neighbouring vertex
+centres (the centroids of the separate pieces of ``structure``). Their limits
+are plain numbers (ratios).
 
 A structure the plan lacks gives a "not evaluated" row; ``required = false``
 marks constraints whose organ need not exist for every patient (an oesophagus
@@ -623,15 +624,8 @@ class _Reader:
                 f"{len(arm.prescriptions)}",
                 "the name or target of the prescription to use",
             )
-        if spec.kind == "pvdr" and spec.pvdr_variant == "profile":
-            raise self.fail(
-                [*path, "metric"],
-                f"{metric} needs dose profiles through the vertex centres, which a DVH-based "
-                "constraint does not have",
-                "PVDR (GTV D10/D90), PVDR[mean] or PVDR[point]",
-            )
         valley = None
-        needs_valley = spec.kind == "pvdr" and spec.pvdr_variant != "D10/D90"
+        needs_valley = spec.kind == "pvdr" and spec.pvdr_variant in ("mean", "point")
         if needs_valley:
             if "valley" not in data:
                 raise self.fail(
@@ -643,7 +637,7 @@ class _Reader:
         elif "valley" in data:
             raise self.fail(
                 [*path, "valley"],
-                f"is given but {metric} reads one structure",
+                f"is given but {metric} does not use a valley structure",
                 "valley only with PVDR[mean] or PVDR[point]",
             )
         try:

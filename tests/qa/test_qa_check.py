@@ -418,3 +418,28 @@ def test_pvdr_without_a_valley_dose_or_structure_is_not_evaluated():
     row = check(_dose(), _sfrt_structures().without("Valley"), protocol, "SFRT").rows[1]
     assert row.outcome is Outcome.NOT_EVALUATED
     assert row.note.startswith("valley: the plan has no structure 'Valley'")
+
+
+def test_profile_pvdr_between_vertex_centres():
+    # A row of 10 mm voxels: vertices (20 Gy) at i = 1 and i = 9, 4 Gy between them. Along
+    # the line joining the two centres the dose is 20 Gy at both ends and 4 Gy at its
+    # minimum, so the profile PVDR is (20 + 20) / 2 / 4 = 5 (analysis.sfrt definition).
+    grid = Grid(shape=(1, 1, 11), spacing_mm=(10.0, 10.0, 10.0))
+    dose = np.full(grid.shape, COLD_GY)
+    vertices = np.zeros(grid.shape, bool)
+    vertices[0, 0, [1, 9]] = True
+    dose[vertices] = HOT_GY
+    ss = StructureSet.from_structures([Structure("Vertices", vertices, grid, StructureKind.VERTEX)])
+    text = PVDR_PROTOCOL.replace(
+        'metric = "PVDR[mean]"\nvalley = "Valley"', 'metric = "PVDR[profile]"'
+    )
+    protocol = parse_protocol(text, "pvdr.toml")
+    row = check(Volume(dose, grid, "Gy"), ss, protocol, "SFRT").rows[0]
+    assert row.metric == "PVDR[profile]"
+    assert row.value == pytest.approx(HOT_GY / COLD_GY, rel=1e-12)
+    assert row.outcome is Outcome.PER_PROTOCOL and "between 2 vertex centres" in row.note
+    one = vertices.copy()
+    one[0, 0, 9] = False
+    ss = StructureSet.from_structures([Structure("Vertices", one, grid, StructureKind.VERTEX)])
+    row = check(Volume(dose, grid, "Gy"), ss, protocol, "SFRT").rows[0]
+    assert row.outcome is Outcome.NOT_EVALUATED and "needs two or more" in row.note

@@ -296,10 +296,12 @@ def test_pvdr_constraints_validate_their_structures_and_ratio_limits():
     # a missing key points at its table's header line
     with pytest.raises(SpecError, match=r"constraints #1.valley \(line 9\): is missing: PVDR"):
         parse_protocol(PVDR.replace('valley = "Valley"\n', ""), "p.toml")
-    with pytest.raises(SpecError, match=r"valley .*reads one structure"):
+    with pytest.raises(SpecError, match=r"valley .*does not use a valley structure"):
         parse_protocol(PVDR.replace("PVDR[mean]", "PVDR"), "p.toml")
-    with pytest.raises(SpecError, match=r"needs dose profiles"):
+    with pytest.raises(SpecError, match=r"valley .*does not use a valley structure"):
         parse_protocol(PVDR.replace("PVDR[mean]", "PVDR[profile]"), "p.toml")
+    profile = parse_protocol(PVDR.replace('PVDR[mean]"\nvalley = "Valley"', 'PVDR[profile]"'))
+    assert profile.arm("SFRT").constraints[0].valley is None
     with pytest.raises(SpecError, match=r"'3 %' is in %; expected a plain number"):
         parse_protocol(PVDR.replace('limit = "3"', 'limit = "3 %"'), "p.toml")
 
