@@ -37,6 +37,7 @@ DEFAULT_BIN_WIDTH_GY = 0.01
 _TARGET_SAMPLES = 100_000
 _MAX_SUBDIVISIONS = 4
 _MAX_BINS = 200_000
+_CHUNK_SAMPLES = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,19 @@ class DoseSamples:
 def _auto_subdivisions(n_voxels: int) -> int:
     s = math.ceil((_TARGET_SAMPLES / max(n_voxels, 1)) ** (1.0 / 3.0))
     return int(min(max(s, 1), _MAX_SUBDIVISIONS))
+
+
+def _mask_indices(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int64], ...]:
+    """``np.nonzero(mask)``, searched only inside the mask's bounding box (fast for small masks)."""
+    lo = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=other))
+        lo.append(int(hits[0]))
+        lo.append(int(hits[-1]) + 1)
+    box = mask[lo[0] : lo[1], lo[2] : lo[3], lo[4] : lo[5]]
+    k, j, i = np.nonzero(box)
+    return k + lo[0], j + lo[2], i + lo[4]
 
 
 def subvoxel_offsets(s: int) -> NDArray[np.float64]:
@@ -109,17 +123,27 @@ def sample_dose(
         values = np.asarray(dose_arr[structure.mask], dtype=float)
         return DoseSamples(values, weight_cc, total_cc, total_cc)
 
-    # Continuous dose-grid (i, j, k) coordinates of the sub-voxel centres.
+    # Continuous dose-grid (i, j, k) coordinates of the sub-voxel centres, in chunks of
+    # about _CHUNK_SAMPLES points so that large structures on fine grids stay in memory.
     T = dose.grid.ijk_from_lps @ structure.grid.lps_from_ijk
-    k, j, i = np.nonzero(structure.mask)
-    base = np.stack([i, j, k], axis=1).astype(float) @ T[:3, :3].T + T[:3, 3]
     offsets = subvoxel_offsets(s) @ T[:3, :3].T
-    pts = (base[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
     upper = np.array(dose.grid.shape[::-1], dtype=float) - 0.5
-    inside = np.all((pts >= -0.5) & (pts <= upper), axis=1)
-    n_in = int(np.count_nonzero(inside))
+    src = np.asarray(dose_arr, dtype=float)
+    k, j, i = _mask_indices(structure.mask)
+    step = max(1, _CHUNK_SAMPLES // len(offsets))
+    parts = []
+    n_in = 0
+    for lo in range(0, len(k), step):
+        sl = slice(lo, lo + step)
+        base = np.stack([i[sl], j[sl], k[sl]], axis=1).astype(float) @ T[:3, :3].T + T[:3, 3]
+        pts = (base[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
+        pts = pts[np.all((pts >= -0.5) & (pts <= upper), axis=1)]
+        n_in += len(pts)
+        # Clamp the half-voxel border onto the outermost centres (nearest-edge extrapolation).
+        np.clip(pts, 0.0, upper - 0.5, out=pts)
+        parts.append(ndimage.map_coordinates(src, pts[:, ::-1].T, order=1, mode="nearest"))
     covered_cc = n_in * weight_cc
-    if n_in < len(pts):
+    if n_in < len(k) * len(offsets):
         outside_cc = total_cc - covered_cc
         msg = (
             f"structure {structure.name!r}: {outside_cc:.3g} cc of its {total_cc:.3g} cc "
@@ -136,13 +160,7 @@ def sample_dose(
                 f"covered {covered_cc:.3g} cc only"
             )
         log.warning("%s; computing on the covered %.3g cc only", msg, covered_cc)
-        pts = pts[inside]
-    # Clamp the half-voxel border onto the outermost centres (nearest-edge extrapolation).
-    np.clip(pts, 0.0, upper - 0.5, out=pts)
-    coords = pts[:, ::-1].T  # (k, j, i) rows for map_coordinates
-    src = np.asarray(dose_arr, dtype=float)
-    values = ndimage.map_coordinates(src, coords, order=1, mode="nearest")
-    return DoseSamples(values, weight_cc, total_cc, covered_cc)
+    return DoseSamples(np.concatenate(parts), weight_cc, total_cc, covered_cc)
 
 
 @dataclass(frozen=True, eq=False)
