@@ -6,7 +6,8 @@ evaluated dose is interpolated trilinearly on a cubic lattice of search
 offsets (pitch ``dta_mm / search_resolution``, the same in every direction)
 out to ``max_gamma * dta_mm``; the grids may differ in spacing and origin.
 Gamma values above ``max_gamma`` are reported as ``max_gamma`` (they fail
-either way). The search finds the minimum over the lattice, so it can only
+either way); so are reference points whose whole search sphere lies outside
+the evaluated grid. The search finds the minimum over the lattice, so it can only
 overestimate gamma: the true minimiser lies within pitch * sqrt(3) / 2 of a
 lattice point (Low et al., Med Phys 25 (1998) 656; Low & Dempsey, Med Phys 30
 (2003) 2455 on the effect of the search resolution).
