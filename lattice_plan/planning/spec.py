@@ -72,6 +72,7 @@ from lattice_plan.geometry.patient import Patient
 from lattice_plan.geometry.structure import StructureSet
 from lattice_plan.geometry.volume import Volume
 from lattice_plan.planning import objectives as obj_module
+from lattice_plan.planning.beams import BEAMLET_SIZES_MM
 from lattice_plan.planning.crt import PTV_NAME, build_crt_plan
 from lattice_plan.planning.plan import Arm, Plan
 from lattice_plan.planning.prescription import Prescription
@@ -488,7 +489,12 @@ def _parse_beams(t: _Table, arm: Arm) -> BeamSpec:
     arc = t.number("arc_deg", None, positive=True)
     if arc is not None and arc > 360:
         raise t.fail("arc_deg", "an arc of at most 360 degrees", arc)
+    if arc is not None and arc < 360 and count == 1:
+        raise t.fail("count", "at least 2 beams to approximate an arc", count)
     beamlet = t.number("beamlet_mm", None, positive=True)
+    if beamlet is not None and beamlet not in BEAMLET_SIZES_MM:
+        sizes = " or ".join(f"{b:g}" for b in BEAMLET_SIZES_MM)
+        raise t.fail("beamlet_mm", f"{sizes} (mm)", beamlet)
     t.finish()
     return BeamSpec(count=count, arc_deg=arc, beamlet_mm=beamlet)
 

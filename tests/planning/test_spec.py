@@ -162,6 +162,14 @@ distance_mm = 20
         (CRT_MIN + "[structures]\noars = 'Liver'\n", "oars: expected a list of structure names"),
         (SFRT_BASE.replace("count = 9", "count = 0"), r"\[beams\] count: expected an integer >= 1"),
         (SFRT_BASE.replace("arc_deg = 360.0", "arc_deg = 400.0"), "arc of at most 360"),
+        (
+            SFRT_BASE.replace("beamlet_mm = 2.5", "beamlet_mm = 3.0"),
+            r"\[beams\] beamlet_mm: expected 2.5 or 5 \(mm\), got 3.0",
+        ),
+        (
+            SFRT_BASE.replace("count = 9", "count = 1").replace("360.0", "200.0"),
+            r"\[beams\] count: expected at least 2 beams to approximate an arc",
+        ),
         (SFRT_BASE + "[beams.extra]\n", "unknown key"),
     ],
 )
