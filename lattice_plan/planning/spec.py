@@ -11,7 +11,7 @@ message names the file, the key and what was expected. Example (CRT)::
 
     [structures]
     gtv = "GTV"
-    oars = ["CaudaEquina", "Kidney_L"]   # optional; default: every OAR of the patient
+    oars = ["CaudaEquina", "Kidney_L"]   # SFRT/SCART objectives; default: every OAR
 
     [prescription]
     dose_gy = 30.0                   # whole course (or dose_per_fraction_gy)
@@ -413,10 +413,10 @@ def _coerce(table: _Table, key: str, value: Any, hint: Any) -> Any:
     return value  # other annotations: the constructor validates
 
 
-def _dataclass_from_table(cls: type, table: _Table, skip: Sequence[str] = ()) -> Any:
+def _dataclass_from_table(cls: type, table: _Table) -> Any:
     """An instance of dataclass ``cls`` from the table's keys (its field names), validated."""
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in skip}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
     for name, f in fields.items():
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
