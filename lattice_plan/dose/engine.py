@@ -45,7 +45,11 @@ from lattice_plan.geometry.grid import Grid
 from lattice_plan.geometry.iec import T_bld_from_lps
 from lattice_plan.geometry.structure import Structure
 from lattice_plan.geometry.volume import Volume, resample_array
-from lattice_plan.kernels.raytrace import fan_coordinates_and_depth, radiological_depth_grid
+from lattice_plan.kernels.raytrace import (
+    depth_weights,
+    fan_coordinates_and_depth,
+    radiological_depth_grid,
+)
 from lattice_plan.kernels.superposition import gather_beam, scatter_beam
 
 log = logging.getLogger(__name__)
@@ -91,8 +95,30 @@ class PointGeometry:
 
     def with_model(self, model: BeamModel) -> PointGeometry:
         """The same points with the depth weights of another beam model."""
-        w = model.depth_functions(self.depth_mm.astype(np.float64)) * self.inverse_square
-        return replace(self, weights=np.ascontiguousarray(w, dtype=np.float32))
+        w = _depth_weights(model, self.depth_mm.astype(np.float64), self.inverse_square)
+        return replace(self, weights=w)
+
+
+_DEPTH_TABLE_STEP_MM = 0.1
+
+
+def _depth_weights(
+    model: BeamModel, depth_mm: NDArray, inverse_square: NDArray
+) -> NDArray[np.float32]:
+    """Depth functions at the radiological depths times the inverse square, (n_rows, n) float32.
+
+    The depth functions are tabulated every 0.1 mm and interpolated linearly (relative error
+    below 1e-4 for the model's exponentials), which is several times faster than evaluating
+    them at every point.
+    """
+    d = np.ascontiguousarray(depth_mm, dtype=np.float64)
+    top = float(d.max()) if d.size else 0.0
+    table_d = np.arange(0.0, top + 2 * _DEPTH_TABLE_STEP_MM, _DEPTH_TABLE_STEP_MM)
+    table = np.ascontiguousarray(model.depth_functions(table_d))
+    out = np.empty((len(table), d.size), dtype=np.float32)
+    isq = np.ascontiguousarray(inverse_square, dtype=np.float64)
+    depth_weights(table, _DEPTH_TABLE_STEP_MM, d, isq, out)
+    return out
 
 
 def _scatter_planes(s_mm: NDArray[np.float64], sad: float) -> tuple[tuple[float, ...], NDArray]:
@@ -175,8 +201,9 @@ class DoseEngine:
         self._pos_of_flat[self._active_flat] = np.arange(len(self._active_flat))
         self._density_corners = _box_corners(*sub.bounds_lps_mm())
         self._ray_mm = min(self.dose_spacing_mm, *grid.spacing_mm)
-        self._step_mm = 0.5 * min(grid.spacing_mm)
+        self._step_mm = float(min(grid.spacing_mm))
         self._points: NDArray[np.float64] | None = None
+        self._points_box: NDArray[np.float64] | None = None
         self._geometry_cache: OrderedDict[tuple, PointGeometry] = OrderedDict()
 
     # ------------------------------------------------------------------ properties
@@ -196,6 +223,7 @@ class DoseEngine:
         if self._points is None:
             pts = self.dose_grid.voxel_centers_lps_mm().reshape(-1, 3)
             self._points = np.ascontiguousarray(pts[self._active_flat])
+            self._points_box = _box_corners(self._points.min(axis=0), self._points.max(axis=0))
         return self._points
 
     # ------------------------------------------------------------------ geometry
@@ -225,7 +253,10 @@ class DoseEngine:
         pts = np.ascontiguousarray(np.asarray(points_lps_mm, dtype=np.float64).reshape(-1, 3))
         T = self._T_bld(beam)
         sad = float(beam.sad_mm)
-        corners = _box_corners(pts.min(axis=0), pts.max(axis=0))
+        if points_lps_mm is self._points and self._points_box is not None:
+            corners = self._points_box
+        else:
+            corners = _box_corners(pts.min(axis=0), pts.max(axis=0))
         c_bld = corners @ T[:3, :3].T + T[:3, 3]
         s_c = sad - c_bld[:, 2]
         if np.any(s_c <= 1.0):
@@ -258,7 +289,7 @@ class DoseEngine:
             pts, np.ascontiguousarray(T[:3, :]), sad, grid, u0, h, v0, h, s0, ds, u, v, s, d
         )
         isq = np.divide(sad * sad, s * s, out=np.zeros(n), where=s > 0)
-        w = self.model.depth_functions(d) * isq[None, :]
+        w = _depth_weights(self.model, d, isq)
         scales, blend = _scatter_planes(s, sad)
         return PointGeometry(
             u.astype(np.float32),

@@ -132,3 +132,24 @@ def fan_coordinates_and_depth(
         a0 = a00 * (1.0 - fu) + a01 * fu
         a1 = a10 * (1.0 - fu) + a11 * fu
         d_out[p] = a0 * (1.0 - fv) + a1 * fv
+
+
+@jit_parallel
+def depth_weights(table, step, depth, inverse_square, out):  # pragma: no cover - compiled
+    """out[r, p] = linear interpolation of table[r] (sampled every ``step`` mm from 0) at depth[p],
+    times inverse_square[p]; depths beyond the table take its last value, negative ones its first.
+    """
+    n_rows, n_tab = table.shape
+    for p in prange(depth.shape[0]):
+        x = depth[p] / step
+        if x <= 0.0:
+            i = 0
+            f = 0.0
+        elif x >= n_tab - 1:
+            i = n_tab - 2
+            f = 1.0
+        else:
+            i = int(x)
+            f = x - i
+        for r in range(n_rows):
+            out[r, p] = (table[r, i] * (1.0 - f) + table[r, i + 1] * f) * inverse_square[p]

@@ -190,3 +190,18 @@ def test_scatter_beam_matches_numpy_add_at_reference(n_chunks):
     lhs = float(out @ g)
     rhs = float((fine * ref_f).sum() + (coarse * ref_c).sum())
     assert lhs == pytest.approx(rhs, rel=1e-12)
+
+
+def test_depth_weights_match_numpy_interp():
+    from lattice_plan.kernels.raytrace import depth_weights
+
+    rng = np.random.default_rng(5)
+    table = rng.uniform(size=(3, 50))
+    step = 0.5
+    depth = rng.uniform(-2.0, 30.0, 500)  # includes depths before and beyond the table
+    isq = rng.uniform(0.5, 1.5, 500)
+    out = np.empty((3, 500), dtype=np.float32)
+    depth_weights(table, step, depth, isq, out)
+    grid = step * np.arange(50)
+    ref = np.stack([np.interp(depth, grid, row) * isq for row in table])
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-7)
