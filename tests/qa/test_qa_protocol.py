@@ -316,7 +316,7 @@ def test_builtin_target_peak_valley_and_edge_constraints():
     assert pvdr.valley == "Valley" and pvdr.required
     assert _limit(sfrt, "GTV", "D98%") == ("<=", 5.0, "Gy")  # edge
     scart = p.arm("SCART")
-    assert _limit(scart, "STV", "D95%") == (">=", 18.0, "Gy")
+    assert _limit(scart, "STV", "D95%") == (">=", 15.0, "Gy")
     edge = [(c.comparison.value, c.limit.value) for c in scart.constraints if c.structure == "GTV"]
     assert edge == [("<=", 5.0), (">=", 3.0)]  # GTV edge held at 3-5 Gy
     for crt in ("CRT_30Gy_10fx", "CRT_8Gy_1fx"):
