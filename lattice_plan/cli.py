@@ -174,7 +174,9 @@ def _cmd_vertices(args: argparse.Namespace) -> int:
     )
     result = place_vertices(gtv, oars, params)
     combined = result.vertices.renamed(args.name)
-    singles = [s.renamed(f"{args.name}_{n:02d}") for n, s in enumerate(result.vertex_structures(), 1)]
+    singles = [
+        s.renamed(f"{args.name}_{n:02d}") for n, s in enumerate(result.vertex_structures(), 1)
+    ]
     add_to_rtstruct(rtstruct, [combined, *singles], ct, args.out)
     if args.csv:
         write_vertex_table(result, args.csv)
@@ -298,7 +300,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             for plan in metrics["plans"]:
                 col = plan if len(args.dirs) == 1 else f"{label}/{plan}"
                 columns.append(col)
-                for part in ("physical", "eqd2"):
+                for part in ("plan", "physical", "eqd2"):
                     for metric, per in metrics["comparison"][part].items():
                         table.setdefault(metric, {})[col] = per.get(plan)
     elif args.rtdose:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import itertools
 import json
 import logging
 import math
@@ -47,6 +46,8 @@ from typing import Any
 import numpy as np
 
 from lattice_plan import __version__
+from lattice_plan.analysis import sfrt
+from lattice_plan.analysis.comparison import PlanDose, compare_plans
 from lattice_plan.analysis.dvh import DVH
 from lattice_plan.analysis.radiobiology import default_alpha_beta_gy
 from lattice_plan.errors import (
@@ -115,14 +116,6 @@ REPORTED_KINDS: tuple[StructureKind, ...] = (
     StructureKind.CORE,
     StructureKind.VALLEY,
     StructureKind.OAR,
-)
-_TARGET_KINDS = (
-    StructureKind.GTV,
-    StructureKind.CTV,
-    StructureKind.PTV,
-    StructureKind.VERTEX,
-    StructureKind.CORE,
-    StructureKind.VALLEY,
 )
 _COMPLETE_MARKER = ".lattice_plan_case.json"
 # A rim along the body outline: only clutter on the slice figures (as in the 3D scenes).
@@ -375,8 +368,6 @@ def load_dicom_case(
     items = []
     for s in structures:
         kind = roles.get(s.name)
-        if kind is None and external is not None and s.kind is StructureKind.EXTERNAL:
-            kind = StructureKind.AVOIDANCE  # one body outline: the one named
         items.append(s if kind is None or kind is s.kind else s.renamed(s.name, kind))
     # The planning GTV first, so that figures and metrics take it as "the" GTV.
     items.sort(key=lambda s: s.name != structures.get(gtv).name)
@@ -443,7 +434,8 @@ def protocol_arm_for(protocol: Any, arm: str, fractions: int, total_dose_gy: flo
 
 def _structure_metrics(
     dose: Volume, structure: Structure, n_fractions: int, prescription_gy: float
-) -> tuple[dict[str, Any], DVH]:
+) -> dict[str, Any]:
+    """DEFAULT_METRICS and EQD2_METRICS of one structure (the part inside the dose grid)."""
     dvh = DVH.from_dose(dose, structure, allow_partial=True)
     ab = default_alpha_beta_gy(structure)
     out: dict[str, Any] = {"volume_cc": round(structure.volume_cc, 4), "alpha_beta_gy": ab}
@@ -453,48 +445,18 @@ def _structure_metrics(
         out[m] = dvh.metric(m, prescription_gy, n_fractions, ab)
     if dvh.covered_fraction < 1.0:
         out["covered_fraction"] = dvh.covered_fraction
-    return out, dvh
+    return out
 
 
 def _reported(structures: StructureSet) -> list[Structure]:
     return [s for s in structures if s.kind in REPORTED_KINDS and not s.is_empty]
 
 
-def _profile_pvdr(dose: Volume, centers_lps_mm: np.ndarray) -> float | None:
-    """Mean peak over mean valley dose along lines through rows of vertex centres.
-
-    Rows of at least two vertices along x, y or z (centres within 2 mm of the
-    line); the peak of a vertex is the dose at its centre, the valley between two
-    neighbours the lowest dose on the line between their centres. None when no
-    row has two vertices.
-    """
-    from lattice_plan.viz.profiles import sample_line, segments_through_points
-
-    peaks: list[float] = []
-    valleys: list[float] = []
-    for axis in ("x", "y", "z"):
-        a = "xyz".index(axis)
-        others = [c for c in range(3) if c != a]
-        for start, end in segments_through_points(centers_lps_mm, axis=axis, margin_mm=0.0):
-            on_line = np.all(np.abs(centers_lps_mm[:, others] - start[others]) <= 2.0, axis=1)
-            if np.count_nonzero(on_line) < 2:
-                continue
-            distance, _, values = sample_line(dose, start, end, step_mm=0.5)
-            at = np.sort(np.abs(centers_lps_mm[on_line, a] - start[a]))
-            for d in at:
-                peaks.append(float(values[int(np.argmin(np.abs(distance - d)))]))
-            for d0, d1 in itertools.pairwise(at):
-                between = values[(distance > d0) & (distance < d1)]
-                if between.size:
-                    valleys.append(float(np.nanmin(between)))
-    if not peaks or not valleys or not np.nanmean(valleys) > 0:
-        return None
-    return float(np.nanmean(peaks) / np.nanmean(valleys))
+def _first(structures: StructureSet, kind: StructureKind) -> Structure | None:
+    return next((s for s in structures.of_kind(kind) if not s.is_empty), None)
 
 
-def _plan_summary(
-    plan: Plan, per_structure: Mapping[str, Mapping[str, Any]], dvhs: Mapping[str, DVH]
-) -> dict[str, Any]:
+def _plan_summary(plan: Plan, per_structure: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     info = plan.info
     rx = plan.prescription
     summary: dict[str, Any] = {
@@ -521,25 +483,52 @@ def _plan_summary(
             for k in ("iterations", "stop_reason", "final_objective", "time_s")
             if k in opt
         }
-    gtvs = [s for s in plan.structures.of_kind(StructureKind.GTV) if not s.is_empty]
-    if gtvs and gtvs[0].name in dvhs:
-        d = dvhs[gtvs[0].name]
-        summary["pvdr_d10_d90"] = d.metric("D10%") / max(d.metric("D90%"), 1e-12)
-    vertices = plan.structures.of_kind(StructureKind.VERTEX)
-    valleys = plan.structures.of_kind(StructureKind.VALLEY)
-    if vertices and valleys and vertices[0].name in dvhs and valleys[0].name in dvhs:
-        summary["pvdr_mean"] = dvhs[vertices[0].name].mean_gy / dvhs[valleys[0].name].mean_gy
-    if "n_vertices" in info:
-        n = int(info["n_vertices"])
-        summary["n_vertices"] = n
-        summary["vertex_diameter_mm"] = info.get("vertex_diameter_mm")
-        summary["lattice_spacing_mm"] = info.get("lattice_spacing_mm")
-        summary["lattice_pattern"] = info.get("lattice_pattern")
-        if gtvs:
-            summary["vertex_density_per_100cc"] = 100.0 * n / gtvs[0].volume_cc
-        centers = np.asarray(info.get("vertex_centers_lps_mm", []), dtype=float).reshape(-1, 3)
-        if len(centers) >= 2:
-            summary["pvdr_profile"] = _profile_pvdr(plan.require_dose(), centers)
+    dose = plan.require_dose()
+    gtv = _first(plan.structures, StructureKind.GTV)
+    vertices = _first(plan.structures, StructureKind.VERTEX)
+    valley = _first(plan.structures, StructureKind.VALLEY)
+    stv = _first(plan.structures, StructureKind.CORE)
+    try:
+        if gtv is not None:
+            summary["pvdr_d10_d90"] = sfrt.pvdr_d10_d90(dose, gtv)
+        if gtv is not None and vertices is not None and valley is not None:
+            centers = np.asarray(info.get("vertex_centers_lps_mm", []), dtype=float)
+            m = sfrt.sfrt_metrics(
+                dose,
+                gtv,
+                vertices,
+                valley,
+                plan.fractions,
+                centers.reshape(-1, 3) if centers.size >= 6 else None,
+            )
+            summary.update(
+                {
+                    "n_vertices": m.vertex_count,
+                    "vertex_density_per_100cc": m.vertex_density_per_100cc,
+                    "peak_mean_gy": m.peak_mean_gy,
+                    "valley_mean_gy": m.valley_mean_gy,
+                    "valley_d90_gy": m.valley_d90_gy,
+                    "pvdr_mean": m.pvdr_mean,
+                    "pvdr_point": m.pvdr_point,
+                    "pvdr_profile": m.pvdr_profile,
+                    "gtv_eud_gy": m.gtv_eud_gy,
+                }
+            )
+        if gtv is not None and stv is not None:
+            sm = sfrt.scart_metrics(dose, stv, gtv)
+            summary.update(
+                {
+                    "stv_d95_gy": sm.stv_d95_gy,
+                    "gtv_edge_mean_gy": sm.gtv_edge_mean_gy,
+                    "core_to_edge_ratio": sm.core_to_edge_ratio,
+                }
+            )
+    except AnalysisError as exc:
+        log.warning("plan %s: SFRT/SCART metrics not evaluated: %s", plan.name, exc)
+        summary["sfrt_metrics_note"] = str(exc)
+    for key in ("vertex_diameter_mm", "lattice_spacing_mm", "lattice_pattern"):
+        if key in info:
+            summary[key] = info[key]
     for key in ("stv_volume_cc", "stv_method"):
         if key in info:
             summary[key] = info[key]
@@ -547,7 +536,7 @@ def _plan_summary(
     return summary
 
 
-_COMPARISON_ROWS: tuple[tuple[str, str], ...] = (
+_PLAN_ROWS: tuple[tuple[str, str], ...] = (
     ("prescription", "prescription"),
     ("fractions", "fractions"),
     ("total MU per fraction", "total_mu_per_fraction"),
@@ -557,45 +546,58 @@ _COMPARISON_ROWS: tuple[tuple[str, str], ...] = (
     ("vertex density (per 100 cc)", "vertex_density_per_100cc"),
     ("PVDR D10/D90 of the GTV", "pvdr_d10_d90"),
     ("PVDR mean vertex / mean valley", "pvdr_mean"),
+    ("PVDR point (max vertex / min valley)", "pvdr_point"),
     ("PVDR profile peak / valley", "pvdr_profile"),
-    ("STV volume (cc)", "stv_volume_cc"),
+    ("STV D95% (Gy)", "stv_d95_gy"),
+    ("GTV edge mean dose (Gy)", "gtv_edge_mean_gy"),
 )
 
 
-def _comparison(summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, dict]]:
-    """Metric -> plan -> value tables: physical dose and EQD2 (reference plan first in reports)."""
-    physical: dict[str, dict[str, Any]] = {}
-    eqd2: dict[str, dict[str, Any]] = {}
-    for label, key in _COMPARISON_ROWS:
+def _comparison(
+    plans: Sequence[Plan],
+    summaries: Mapping[str, Mapping[str, Any]],
+    reference: str | None,
+) -> dict[str, Any]:
+    """The comparison: plan-level rows, and per-structure rows (physical and EQD2).
+
+    The structure rows are :func:`lattice_plan.analysis.comparison.compare_plans`
+    of the patient's GTV and organs at risk that every plan's dose grid covers
+    wholly, with ``reference`` (the CRT plan) as the reference column.
+    """
+    plan_rows: dict[str, dict[str, Any]] = {}
+    for label, key in _PLAN_ROWS:
         row = {p: s.get(key) for p, s in summaries.items()}
         if any(v is not None for v in row.values()):
-            physical[label] = row
-    names: list[str] = []
-    for s in summaries.values():
-        names += [n for n in s["structures"] if n not in names]
-    for name in names:
-        kinds = {
-            s["structures"][name]["kind"] for s in summaries.values() if name in s["structures"]
-        }
-        is_target = bool(kinds & {k.value for k in _TARGET_KINDS})
-        metrics = ("Dmean", "D98%", "D95%", "D2%") if is_target else ("Dmean", "D0.03cc")
-        for m in metrics:
-            physical[f"{name} {m} (Gy)"] = {
-                p: s["structures"].get(name, {}).get(m) for p, s in summaries.items()
-            }
-        for m in ("EQD2:Dmean", "EQD2:D0.03cc") if not is_target else ("EQD2:Dmean", "EQD2:D2%"):
-            ab = next(
-                s["structures"][name]["alpha_beta_gy"]
-                for s in summaries.values()
-                if name in s["structures"]
-            )
-            eqd2[f"{name} {m} (Gy, α/β {ab:g} Gy)"] = {
-                p: s["structures"].get(name, {}).get(m) for p, s in summaries.items()
-            }
-    qa_row = {p: s.get("qa", {}).get("verdict") for p, s in summaries.items()}
+            plan_rows[label] = row
+    qa_row = {p: (s.get("qa") or {}).get("verdict") for p, s in summaries.items()}
     if any(v is not None for v in qa_row.values()):
-        physical["protocol QA verdict"] = qa_row
-    return {"physical": physical, "eqd2": eqd2}
+        plan_rows["protocol QA verdict"] = qa_row
+    shared = [
+        st
+        for st in plans[0].structures
+        if st.kind in (StructureKind.GTV, StructureKind.CTV, StructureKind.OAR)
+        and all(
+            st.name in s["structures"] and "covered_fraction" not in s["structures"][st.name]
+            for s in summaries.values()
+        )
+    ]
+    ref = reference or plans[0].name
+    table = compare_plans(
+        [
+            PlanDose(p.name, p.require_dose(), p.fractions, p.prescription.total_dose_gy)
+            for p in plans
+        ],
+        shared,
+        reference=ref,
+    )
+    rows = table.as_mapping()
+    return {
+        "reference": ref,
+        "plan": plan_rows,
+        "physical": {k: v for k, v in rows.items() if " EQD2:" not in k},
+        "eqd2": {k: v for k, v in rows.items() if " EQD2:" in k},
+        "table": table.to_dict(),
+    }
 
 
 def patient_summary(patient: Patient) -> dict[str, Any]:
@@ -658,19 +660,15 @@ def evaluate_plans(
     for plan in plans:
         dose = plan.require_dose()
         per_structure: dict[str, dict[str, Any]] = {}
-        dvhs: dict[str, DVH] = {}
         for s in _reported(plan.structures):
             try:
-                m, dvh = _structure_metrics(
-                    dose, s, plan.fractions, plan.prescription.total_dose_gy
-                )
+                m = _structure_metrics(dose, s, plan.fractions, plan.prescription.total_dose_gy)
             except AnalysisError as exc:
                 log.warning("plan %s: no DVH for %s: %s", plan.name, s.name, exc)
                 continue
             m["kind"] = s.kind.value
             per_structure[s.name] = m
-            dvhs[s.name] = dvh
-        summary = _plan_summary(plan, per_structure, dvhs)
+        summary = _plan_summary(plan, per_structure)
         if proto is not None:
             arm_name = protocol_arm_for(
                 proto, plan.arm.value, plan.fractions, plan.prescription.total_dose_gy
@@ -701,7 +699,7 @@ def evaluate_plans(
             else {"name": proto.name, "version": proto.version, "source": proto.source},
             "reference_plan": reference,
             "plans": summaries,
-            "comparison": _comparison(summaries),
+            "comparison": _comparison(plans, summaries, reference),
             "qa": qa,
         }
     )
@@ -1042,7 +1040,8 @@ def _write_report(
 ) -> None:
     from lattice_plan.viz.report import write_report
 
-    comparison = {**metrics["comparison"]["physical"], **metrics["comparison"]["eqd2"]}
+    parts = metrics["comparison"]
+    comparison = {**parts["plan"], **parts["physical"], **parts["eqd2"]}
     qa_rows: dict[str, list[dict[str, Any]]] = {}
     verdicts: dict[str, str] = {}
     for plan_name, result in metrics.get("qa", {}).items():
@@ -1206,22 +1205,28 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------ any plan's DICOM
-def _pvdr_of(structures: StructureSet, dvhs: Mapping[str, DVH]) -> dict[str, Any]:
-    """PVDR variants from DVHs: D10/D90 of the GTV, mean vertex over mean valley dose."""
+def _pvdr_of(dose: Volume, structures: StructureSet, evaluated: set[str]) -> dict[str, Any]:
+    """PVDR variants the structures allow: D10/D90 of the GTV, mean vertex / mean valley dose."""
     out: dict[str, Any] = {}
-    gtvs = [s.name for s in structures.of_kind(StructureKind.GTV) if s.name in dvhs]
-    if gtvs:
-        d = dvhs[gtvs[0]]
-        out["D10/D90"] = {"structure": gtvs[0], "value": d.metric("D10%") / d.metric("D90%")}
-    peak = next((s.name for s in structures.of_kind(StructureKind.VERTEX) if s.name in dvhs), None)
-    valley = next(
-        (s.name for s in structures.of_kind(StructureKind.VALLEY) if s.name in dvhs), None
+
+    def first(kind: StructureKind) -> Structure | None:
+        return next((s for s in structures.of_kind(kind) if s.name in evaluated), None)
+
+    gtv, peak, valley = (
+        first(StructureKind.GTV),
+        first(StructureKind.VERTEX),
+        first(StructureKind.VALLEY),
     )
-    if peak and valley:
-        out["mean"] = {
-            "structures": [peak, valley],
-            "value": dvhs[peak].mean_gy / dvhs[valley].mean_gy,
-        }
+    try:
+        if gtv is not None:
+            out["D10/D90"] = {"structure": gtv.name, "value": sfrt.pvdr_d10_d90(dose, gtv)}
+        if peak is not None and valley is not None:
+            out["mean"] = {
+                "structures": [peak.name, valley.name],
+                "value": sfrt.pvdr_mean(dose, peak, valley),
+            }
+    except AnalysisError as exc:
+        out["note"] = str(exc)
     return out
 
 
@@ -1329,9 +1334,9 @@ def evaluate_dicom(
         for spec in specs:
             if dvh is None:
                 entry[spec.text] = None
-            elif spec.kind == "pvdr":
+            elif spec.kind == "pvdr":  # per ROI only the D10/D90 variant is defined
                 entry[spec.text] = (
-                    dvh.metric("D10%") / dvh.metric("D90%")
+                    sfrt.evaluate_pvdr(dose, spec, gtv=s, n_fractions=fractions)
                     if spec.pvdr_variant == "D10/D90"
                     else None
                 )
@@ -1360,7 +1365,7 @@ def evaluate_dicom(
         "prescription_gy": prescription_gy,
         "metrics": [s.text for s in specs],
         "structures": per,
-        "pvdr": _pvdr_of(structures, dvhs),
+        "pvdr": _pvdr_of(dose, structures, set(dvhs)),
         "notes": notes,
     }
     if arm is not None:

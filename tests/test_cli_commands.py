@@ -176,7 +176,8 @@ def test_compare_plan_folder_prints_the_side_by_side_table(demo_out, tmp_path, c
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[1:] == ["SFRT", "SCART", "CRT"]
     table = json.loads(out.read_text())
-    assert set(table["GTV Dmean (Gy)"]) == {"SFRT", "SCART", "CRT"}
+    assert set(table["GTV Dmean [Gy]"]) == {"SFRT", "SCART", "CRT"}
+    assert table["protocol QA verdict"]["SFRT"] is not None
     # --rtdose lists: the same doses evaluated from DICOM.
     doses = [str(demo_out / f"RTDOSE_{p}.dcm") for p in ("SFRT", "CRT")]
     code = main(

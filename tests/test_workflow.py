@@ -229,10 +229,13 @@ def test_metrics_compare_the_arms_physically(demo_metrics):
     d = gtv["Dmean"] / 10
     assert gtv["EQD2:Dmean"] == pytest.approx(gtv["Dmean"] * (d + 10) / 12, rel=5e-3)
     # The comparison table: physical and EQD2, one column per plan.
-    phys = m["comparison"]["physical"]
-    assert set(phys["GTV Dmean (Gy)"]) == set(PLANS)
-    assert phys["protocol QA verdict"]["CRT"] == crt["qa"]["verdict"]
-    assert any(k.startswith("CaudaEquina EQD2:D0.03cc") for k in m["comparison"]["eqd2"])
+    cmp = m["comparison"]
+    assert cmp["reference"] == "CRT"
+    assert set(cmp["physical"]["GTV Dmean [Gy]"]) == set(PLANS)
+    assert cmp["physical"]["GTV Dmean [Gy]"]["CRT"] == pytest.approx(gtv["Dmean"], rel=1e-6)
+    assert cmp["plan"]["protocol QA verdict"]["CRT"] == crt["qa"]["verdict"]
+    assert "CaudaEquina EQD2:D0.03cc [Gy]" in cmp["eqd2"]
+    assert "Skin Dmean [Gy]" not in cmp["physical"]  # partly outside the dose grid
     # QA per plan against the protocol arm of its arm and fractionation.
     assert {p: plans[p]["qa"]["arm"] for p in PLANS} == {
         "SFRT": "SFRT",
