@@ -237,26 +237,23 @@ def resolve_spec(
 ) -> PlanSpec:
     """The validated plan spec of ``arm``: ``spec`` (default: DEFAULT_SPECS[arm]) with ``overrides``."""
     arm_value = Arm.parse(arm).value
-    if spec is None:
-        data: Mapping[str, Any] = DEFAULT_SPECS[arm_value]
-        source = f"default {arm_value} spec"
-    elif isinstance(spec, PlanSpec):
-        if not overrides:
-            parsed = spec
-            data = {}
-            source = spec.source
-        else:
-            data, source = spec_to_mapping(spec), spec.source
-    elif isinstance(spec, str | os.PathLike):
-        data, source = _read_spec_mapping(spec), str(spec)
-    elif isinstance(spec, Mapping):
-        data, source = spec, "<spec>"
+    if isinstance(spec, PlanSpec) and not overrides:
+        parsed = spec
     else:
-        raise SpecError(
-            f"a plan spec is a TOML file path, its parsed mapping or a PlanSpec, got "
-            f"{type(spec).__name__}"
-        )
-    if data or spec is None:
+        data: Mapping[str, Any]
+        if spec is None:
+            data, source = DEFAULT_SPECS[arm_value], f"default {arm_value} spec"
+        elif isinstance(spec, PlanSpec):
+            data, source = spec_to_mapping(spec), spec.source
+        elif isinstance(spec, str | os.PathLike):
+            data, source = _read_spec_mapping(spec), str(spec)
+        elif isinstance(spec, Mapping):
+            data, source = spec, "<spec>"
+        else:
+            raise SpecError(
+                "a plan spec is a TOML file path, its parsed mapping or a PlanSpec, got "
+                f"{type(spec).__name__}"
+            )
         if overrides:
             data = apply_overrides(data, overrides, source)
             source = f"{source} + overrides {', '.join(sorted(map(str, overrides)))}"
