@@ -313,3 +313,65 @@ def test_metric_values_are_json_numbers_or_null(tmp_path):
 
     data = _finite({"a": float("nan"), "b": np.float32(2.5), "c": [math.inf, 1]})
     assert json.loads(json.dumps(data)) == {"a": None, "b": 2.5, "c": [None, 1]}
+
+
+# ------------------------------------------------------------------------------ output folder
+@pytest.fixture(scope="module")
+def open_field_plan():
+    """A coarse phantom and one AP open field computed with the engine (a plan without optimiser)."""
+    from lattice_plan.dose.beam import Beam, Jaws
+    from lattice_plan.dose.engine import DoseEngine
+    from lattice_plan.phantoms import build_phantom
+    from lattice_plan.planning.plan import Plan
+    from lattice_plan.planning.prescription import prescription_from
+
+    patient = build_phantom(spacing_mm=(5.0, 5.0, 5.0), length_mm=100.0)
+    gtv = patient.structures.get("GTV")
+    beam = Beam("AP", 0.0, tuple(gtv.centroid_lps_mm()), Jaws.symmetric(80.0, 80.0), mu=100.0)
+    engine = DoseEngine(patient.ct, patient.structures.external(), dose_spacing_mm=5.0)
+    plan = Plan(
+        "AP",
+        "CRT",
+        prescription_from(8.0, 1, "GTV", "D95%"),
+        (beam,),
+        patient.structures,
+        dose=engine.compute([beam]),
+    ).normalised()
+    return patient, plan
+
+
+@pytest.mark.slow
+def test_outputs_replace_an_earlier_output_and_leave_nothing_on_failure(
+    open_field_plan, tmp_path, monkeypatch
+):
+    from lattice_plan import workflow
+    from lattice_plan.errors import DicomError
+
+    patient, plan = open_field_plan
+    out = tmp_path / "case"
+    metrics = workflow.evaluate_plans(patient, [plan], protocol=None)
+    kwargs = {"metrics": metrics, "write_ct": True, "figures": False, "scene": False}
+    first = workflow.write_case_outputs(patient, [plan], out, report=False, **kwargs)
+    assert first["RTDOSE AP"].is_file() and not (out / "report.html").exists()
+    second = workflow.write_case_outputs(patient, [plan], out, report=True, **kwargs)
+    assert second["report"].is_file()  # the earlier output was replaced as a whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case"]
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+
+    def broken(*args, **kw):
+        raise DicomError("disk full (simulated)")
+
+    monkeypatch.setattr(workflow, "write_rtdose", broken)
+    with pytest.raises(DicomError, match="simulated"):
+        workflow.write_case_outputs(patient, [plan], out, report=True, **kwargs)
+    # The failed run left the complete earlier output untouched and no temporary folder.
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case"]
+    with pytest.raises(DicomError, match="simulated"):
+        workflow.write_case_outputs(patient, [plan], tmp_path / "new", **kwargs)
+    assert not (tmp_path / "new").exists()
+    # A plan without the source CT to reference is refused before anything is written.
+    with pytest.raises(workflow.PlanningError, match="ct_series"):
+        workflow.write_case_outputs(
+            patient, [plan], tmp_path / "x", metrics=metrics, write_ct=False
+        )
