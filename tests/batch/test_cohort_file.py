@@ -91,3 +91,13 @@ def test_bad_cohort_files_name_file_and_key(tmp_path, text, match):
 def test_missing_cohort_file(tmp_path):
     with pytest.raises(InputFileError, match="does not exist"):
         load_cohort(tmp_path / "nope.toml")
+
+
+def test_the_example_cohort_loads_and_expands():
+    """examples/cohort_phantom_sweep.toml: 3 cases x (4 SFRT + 1 SCART + 1 CRT) tasks."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "cohort_phantom_sweep.toml"
+    cohort = load_cohort(path)
+    assert len(cohort.tasks()) == 18
+    assert all(c.is_phantom for c in cohort.cases)
