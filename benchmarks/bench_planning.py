@@ -77,6 +77,8 @@ def run_arm(arm: str) -> dict[str, object]:
         "n_active_beamlets": plan.info["n_active_beamlets"],
         "total_mu": round(plan.total_mu, 1),
         "modulation": round(plan.info["modulation"], 3),
+        "sliding_window_mu": round(plan.info["sliding_window_mu"], 1),
+        "sliding_window_modulation": round(plan.info["sliding_window_modulation"], 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         "load_average_1min_at_start": round(load, 2),
         "metrics": _metrics(plan),

@@ -147,6 +147,23 @@ class FluenceBeams:
         return tuple(beams)
 
 
+def sliding_window_mu(beam: Beam) -> float:
+    """MU to deliver a beam's fluence map with a unidirectional sliding-window MLC sweep.
+
+    A leaf pair moving along +X_b opens each point for the fluence it must
+    get; the beam-on time of a row is the sum of the positive increments of
+    the fluence along the row, starting from zero (Spirou and Chui, Med Phys 21
+    (1994) 1031; Stein et al., Med Phys 21 (1994) 1055). The beam needs the
+    longest row: ``mu`` times the largest such sum. An open beam (no map) needs
+    its ``mu``. Each map row is treated as one leaf pair.
+    """
+    if beam.fluence is None:
+        return float(beam.mu)
+    v = beam.fluence.values
+    steps = np.diff(np.concatenate([np.zeros((v.shape[0], 1)), v], axis=1), axis=1)
+    return float(beam.mu * np.maximum(steps, 0.0).sum(axis=1).max())
+
+
 def _beamlet_axis(lo_mm: float, hi_mm: float, beamlet_mm: float) -> tuple[int, int]:
     """Beamlet indices n0..n1 (exclusive) whose squares [n b, (n + 1) b] cover [lo, hi]."""
     return int(np.floor(lo_mm / beamlet_mm + 1e-9)), int(np.ceil(hi_mm / beamlet_mm - 1e-9))

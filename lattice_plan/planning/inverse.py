@@ -16,7 +16,9 @@ objectives, :func:`build_optimised_plan`
    normalises the plan to its prescription;
 5. reports the total MU and the modulation: the MU of the plan over the MU
    of the same beams with open fluence over their active beamlets (equal MU
-   per beam) normalised to the same prescription.
+   per beam) normalised to the same prescription. A beam's MU is its largest
+   beamlet weight (the MU of fluence 1); delivering the map with a sliding-window
+   MLC takes more, which ``sliding_window_mu`` (and its modulation) estimates.
 
 Default OAR objectives follow the single-fraction (and 3- and 5-fraction)
 limits of AAPM TG-101 (Benedict et al., Med Phys 37 (2010) 4078, Table III),
@@ -51,6 +53,7 @@ from lattice_plan.planning.beams import (
     coplanar_arrangement,
     fluence_beams,
     isocentre_of,
+    sliding_window_mu,
 )
 from lattice_plan.planning.objectives import (
     MaxDose,
@@ -375,6 +378,7 @@ def build_optimised_plan(
         objectives=objectives,
     ).normalised()
     open_total_mu = open_mu_per_beam * len(fb.beams)
+    sliding_mu = sum(sliding_window_mu(b) for b in plan.beams)
     plan_info = dict(info or {})
     plan_info.update(
         {
@@ -393,6 +397,8 @@ def build_optimised_plan(
             "mu_per_beam": {b.name: b.mu for b in plan.beams},
             "open_field_total_mu": open_total_mu,
             "modulation": plan.total_mu / open_total_mu,
+            "sliding_window_mu": sliding_mu,
+            "sliding_window_modulation": sliding_mu / open_total_mu,
             "timings_s": {
                 "operator_setup": round(t_operator, 3),
                 "optimisation": round(result.time_s, 3),

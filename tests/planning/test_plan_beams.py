@@ -12,6 +12,7 @@ from lattice_plan.planning.beams import (
     fluence_beams,
     isocentre_of,
     nearest_side_gantry_deg,
+    sliding_window_mu,
 )
 
 
@@ -77,3 +78,18 @@ def test_weights_become_mu_and_fluence(phantom):
     np.testing.assert_allclose(beams[0].fluence.values.ravel() * beams[0].mu, x[:n0])
     with pytest.raises(PlanningError, match="no dose"):
         fb.with_weights(np.zeros(fb.layout.n_beamlets))
+
+
+def test_sliding_window_mu_sums_the_rising_steps(phantom):
+    gtv = phantom.structures["GTV"]
+    fb = fluence_beams(gtv, isocentre_of(gtv), coplanar_arrangement(1))
+    beam = fb.beams[0]
+    ny, nx = beam.fluence.shape
+    v = np.zeros((ny, nx))
+    # Row 0: 0.5, 1, 0.2, 0.8 -> rises 0.5 + 0.5 + 0.6 = 1.6; row 1: 1 -> 1. Hand-computed.
+    v[0, :4] = [0.5, 1.0, 0.2, 0.8]
+    v[1, 2] = 1.0
+    b = beam.with_fluence(beam.fluence.with_values(v)).with_mu(200.0)
+    assert sliding_window_mu(b) == pytest.approx(1.6 * 200.0)
+    # An open map needs just its MU: one rise from 0 to 1 per row.
+    assert sliding_window_mu(beam.with_mu(150.0)) == pytest.approx(150.0)

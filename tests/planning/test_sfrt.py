@@ -118,6 +118,8 @@ def test_sfrt_mu_and_modulation(sfrt, engine):
     assert info["total_mu"] == pytest.approx(plan.total_mu)
     assert info["modulation"] == pytest.approx(plan.total_mu / info["open_field_total_mu"])
     assert info["modulation"] > 1.0  # a modulated plan needs more MU than open fields
+    # Delivering the maps by sliding window takes at least the fluence MU of each beam.
+    assert info["sliding_window_mu"] >= plan.total_mu
     # The open-field reference: the same beams open over their active beamlets (the target's
     # projection plus 5 mm), equal MU, deliver the prescription with open_field_total_mu.
     arrangement = coplanar_arrangement(9)
