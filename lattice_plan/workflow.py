@@ -432,21 +432,43 @@ def protocol_arm_for(protocol: Any, arm: str, fractions: int, total_dose_gy: flo
 def _structure_metrics(
     dose: Volume, structure: Structure, n_fractions: int, prescription_gy: float
 ) -> dict[str, Any]:
-    """DEFAULT_METRICS and EQD2_METRICS of one structure (the part inside the dose grid)."""
-    dvh = DVH.from_dose(dose, structure, allow_partial=True)
+    """DEFAULT_METRICS and EQD2_METRICS of one structure, over the part the dose grid covers."""
+    covered = _within(structure, [dose])
+    if covered.is_empty:
+        raise AnalysisError(f"structure {structure.name!r} lies outside the dose grid")
+    dvh = DVH.from_dose(dose, covered)
     ab = default_alpha_beta_gy(structure)
     out: dict[str, Any] = {"volume_cc": round(structure.volume_cc, 4), "alpha_beta_gy": ab}
     for m in DEFAULT_METRICS:
         out[m] = dvh.metric(m)
     for m in EQD2_METRICS:
         out[m] = dvh.metric(m, prescription_gy, n_fractions, ab)
-    if dvh.covered_fraction < 1.0:
-        out["covered_fraction"] = dvh.covered_fraction
+    if covered is not structure:
+        out["covered_fraction"] = covered.volume_cc / structure.volume_cc
     return out
 
 
 def _reported(structures: StructureSet) -> list[Structure]:
     return [s for s in structures if s.kind in REPORTED_KINDS and not s.is_empty]
+
+
+def _within(structure: Structure, doses: Sequence[Volume]) -> Structure:
+    """The part of ``structure`` whose voxel centres every dose grid covers.
+
+    The engine's dose grid ends at the body's outer voxel centres on its own
+    pitch, so organs running the length of the scan lose a thin slab at the
+    ends; DVHs are taken over the covered part (``covered_fraction`` in the metrics).
+    """
+    k, j, i = np.nonzero(structure.mask)
+    pts = structure.grid.points_lps_mm(np.stack([i, j, k], axis=1).astype(float))
+    inside = np.ones(len(pts), dtype=bool)
+    for dose in doses:
+        inside &= dose.grid.contains_lps(pts, margin_voxels=0.0)
+    if inside.all():
+        return structure
+    mask = np.zeros(structure.grid.shape, dtype=bool)
+    mask[k[inside], j[inside], i[inside]] = True
+    return structure.with_mask(mask)
 
 
 def _first(structures: StructureSet, kind: StructureKind) -> Structure | None:
@@ -558,8 +580,8 @@ def _comparison(
     """The comparison: plan-level rows, and per-structure rows (physical and EQD2).
 
     The structure rows are :func:`lattice_plan.analysis.comparison.compare_plans`
-    of the patient's GTV and organs at risk that every plan's dose grid covers
-    wholly, with ``reference`` (the CRT plan) as the reference column.
+    of the patient's GTV and organs at risk (over the part every plan's dose grid
+    covers), with ``reference`` (the CRT plan) as the reference column.
     """
     plan_rows: dict[str, dict[str, Any]] = {}
     for label, key in _PLAN_ROWS:
@@ -569,15 +591,14 @@ def _comparison(
     qa_row = {p: (s.get("qa") or {}).get("verdict") for p, s in summaries.items()}
     if any(v is not None for v in qa_row.values()):
         plan_rows["protocol QA verdict"] = qa_row
+    doses = [p.require_dose() for p in plans]
     shared = [
-        st
+        _within(st, doses)
         for st in plans[0].structures
         if st.kind in (StructureKind.GTV, StructureKind.CTV, StructureKind.OAR)
-        and all(
-            st.name in s["structures"] and "covered_fraction" not in s["structures"][st.name]
-            for s in summaries.values()
-        )
+        and all(st.name in s["structures"] for s in summaries.values())
     ]
+    shared = [st for st in shared if not st.is_empty]
     ref = reference or plans[0].name
     table = compare_plans(
         [
@@ -678,8 +699,19 @@ def evaluate_plans(
                     f"of {plan.fractions} fraction(s)",
                 }
             else:
-                result = check(plan, None, proto, arm_name)
-                qa[plan.name] = json.loads(result.to_json())
+                # Structures are judged over the part the dose grid covers (the grid ends
+                # at most one dose pitch short of the scan's end slices); how much that is
+                # goes with the result.
+                covered = [_within(st, [dose]) for st in plan.structures]
+                coverage = {
+                    a.name: b.volume_cc / a.volume_cc
+                    for a, b in zip(plan.structures, covered, strict=True)
+                    if b is not a
+                }
+                result = check(
+                    plan, StructureSet(tuple(covered), plan.structures.grid), proto, arm_name
+                )
+                qa[plan.name] = {**json.loads(result.to_json()), "coverage": coverage}
                 summary["qa"] = {
                     "arm": arm_name,
                     "verdict": result.verdict.value,
@@ -768,10 +800,10 @@ def _dvh_curves(plans: Sequence[Plan]) -> tuple[dict, dict]:
         dose = plan.require_dose()
         per: dict[str, tuple] = {}
         for s in _reported(plan.structures):
-            try:
-                dvh = DVH.from_dose(dose, s, allow_partial=True)
-            except AnalysisError:
+            covered = _within(s, [dose])
+            if covered.is_empty:
                 continue
+            dvh = DVH.from_dose(dose, covered)
             per[s.name] = (dvh.dose_edges_gy, dvh.cumulative_percent)
             colors.setdefault(s.name, s.color)
         curves[plan.name] = per
