@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -33,18 +35,29 @@ def phantom():
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
-    """(output folder, stdout) of one ``lattice-plan demo --fast`` run, shared by the session.
+    """(output folder, stdout) of one ``lattice-plan demo --fast`` run, shared by the test run.
 
-    Tests that use it belong to ``@pytest.mark.xdist_group("demo")`` so that it runs once.
+    Under pytest-xdist the workers share it through the run's common temporary
+    folder and a file lock: the first worker to need it runs the demo, the
+    others wait and read its output (``--dist loadgroup`` does not keep the
+    tests together with pytest 9 / xdist 3.8).
     """
     from lattice_plan.cli import main
 
-    out = tmp_path_factory.mktemp("demo") / "demo-out"
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        code = main(["demo", "--fast", "--out", str(out)])
-    assert code == 0, "lattice-plan demo --fast failed"
-    return out, buf.getvalue()
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = root / "demo-fast"
+    out, log = folder / "demo-out", folder / "stdout.txt"
+    with open(root / "demo-fast.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not log.is_file():
+            folder.mkdir(exist_ok=True)
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                code = main(["demo", "--fast", "--out", str(out)])
+            assert code == 0, "lattice-plan demo --fast failed"
+            log.write_text(buf.getvalue())
+    return out, log.read_text()
 
 
 @pytest.fixture(scope="session")

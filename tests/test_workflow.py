@@ -1,8 +1,8 @@
 """The main job end to end: ``lattice-plan demo --fast`` run once, and many checks on its outputs.
 
 The demo (phantom at 4 mm, dose grid 5 mm, 12 optimiser iterations) is run
-once per test session by the ``demo_run`` fixture (tests/conftest.py); every
-test in the "demo" xdist group reads its folder.
+once per test run by the ``demo_run`` fixture (tests/conftest.py, shared by the
+xdist workers); the tests read its folder.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def test_demo_writes_every_output(demo_run):
     # Optimised beams also travel as optimal-fluence files, 9 beams per optimised plan.
     assert len(list(out.glob("RTPLAN_SFRT.*.optimal_fluence"))) == 9
     # No temporary or partial file or folder is left behind.
-    assert not [p for p in out.parent.iterdir() if p.name != out.name]
+    assert not [p for p in out.parent.iterdir() if p.name not in (out.name, "stdout.txt")]
     assert not list(out.rglob("*.part"))
     manifest = json.loads((out / ".lattice_plan_case.json").read_text())
     assert all((out / f).exists() for f in manifest["files"])
