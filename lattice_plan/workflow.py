@@ -534,11 +534,14 @@ def _plan_summary(plan: Plan, per_structure: Mapping[str, Mapping[str, Any]]) ->
                 }
             )
         if gtv is not None and stv is not None:
-            sm = sfrt.scart_metrics(dose, stv, gtv)
+            # The edge shell is 3 mm deep, or one CT voxel where the voxels are coarser.
+            edge_mm = max(3.0, *gtv.grid.spacing_mm)
+            sm = sfrt.scart_metrics(dose, stv, gtv, edge_thickness_mm=edge_mm)
             summary.update(
                 {
                     "stv_d95_gy": sm.stv_d95_gy,
                     "gtv_edge_mean_gy": sm.gtv_edge_mean_gy,
+                    "gtv_edge_thickness_mm": sm.edge_thickness_mm,
                     "core_to_edge_ratio": sm.core_to_edge_ratio,
                 }
             )

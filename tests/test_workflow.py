@@ -219,6 +219,10 @@ def test_metrics_compare_the_arms_physically(demo_metrics):
     assert sfrt["n_vertices"] >= 2
     assert sfrt["pvdr_mean"] > 2.0
     assert sfrt["pvdr_profile"] > 1.5
+    # SCART: the core far above the GTV edge (the edge shell one 4 mm voxel deep here).
+    assert scart["gtv_edge_thickness_mm"] == 4.0
+    assert scart["core_to_edge_ratio"] > 2.0
+    assert "sfrt_metrics_note" not in scart and "sfrt_metrics_note" not in sfrt
     assert sfrt["vertex_density_per_100cc"] == pytest.approx(
         100 * sfrt["n_vertices"] / sfrt["structures"]["GTV"]["volume_cc"], rel=1e-9
     )
