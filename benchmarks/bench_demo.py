@@ -54,7 +54,7 @@ def main() -> None:
                 "benchmark": "demo",
                 "settings": "fast (4 mm CT, 5 mm dose, 12 iterations)"
                 if fast
-                else "default (2.5 mm CT, 3 mm dose, up to 60 iterations)",
+                else "default (2.5 mm CT and dose grid, up to 100 iterations)",
                 "cpu_count": os.cpu_count(),
                 "cold": cold,
                 "warm": warm,

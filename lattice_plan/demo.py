@@ -6,7 +6,7 @@ protocol, and everything is written to one folder: the CT series, one
 RTSTRUCT, an RTPLAN and RTDOSE per plan, ``metrics.json``, figures, 3D scene
 images and ``report.html`` (see :func:`lattice_plan.workflow.run_case`).
 
-Two settings: the default (2.5 mm CT, 3 mm dose grid, up to 60 optimiser
+Two settings: the default (2.5 mm CT and dose grid, up to 100 optimiser
 iterations) and ``fast`` (4 mm CT, 5 mm dose grid, 12 iterations), a coarse
 but complete run for tests and a first look.
 """
@@ -34,7 +34,7 @@ class DemoSettings:
 DEMO_SETTINGS = DemoSettings(
     phantom_spacing_mm=2.5,
     phantom_length_mm=200.0,
-    overrides={"dose.spacing_mm": 3.0, "optimiser.max_iterations": 60},
+    overrides={"dose.spacing_mm": 2.5, "optimiser.max_iterations": 100},
 )
 FAST_SETTINGS = DemoSettings(
     phantom_spacing_mm=4.0,
