@@ -76,7 +76,7 @@ ARMS: tuple[str, ...] = ("SFRT", "SCART", "CRT")
 REFERENCE_ARM = "CRT"
 
 #: What each arm is planned with when no spec is given: the prescriptions of the
-#: built-in study protocol (SFRT 15 Gy x 1 to the vertices, SCART 18 Gy x 1 to the
+#: built-in study protocol (SFRT 15 Gy x 1 to the vertices, SCART 15 Gy x 1 to the
 #: STV, CRT 30 Gy in 10 fractions to the PTV); everything else is the builder's default.
 DEFAULT_SPECS: dict[str, dict[str, Any]] = {
     "SFRT": {
@@ -85,7 +85,7 @@ DEFAULT_SPECS: dict[str, dict[str, Any]] = {
     },
     "SCART": {
         "plan": {"name": "SCART", "arm": "SCART"},
-        "prescription": {"dose_gy": 18.0, "fractions": 1, "target": "STV", "method": "D95%"},
+        "prescription": {"dose_gy": 15.0, "fractions": 1, "target": "STV", "method": "D95%"},
     },
     "CRT": {
         "plan": {"name": "CRT", "arm": "CRT"},
