@@ -140,6 +140,28 @@ def _box_corners(lo: NDArray, hi: NDArray) -> NDArray[np.float64]:
     )
 
 
+def _covering_grid(sub: Grid, spacing_mm: float) -> Grid:
+    """A grid of pitch ``spacing_mm`` whose voxel boxes cover every voxel box of ``sub``.
+
+    Centred on ``sub``; with ``spacing_mm`` equal to ``sub``'s pitch it is ``sub``
+    itself, so the dose voxels coincide with the CT voxels. Rounding the voxel
+    count up (not down) keeps the far edges of the body and the scan ends on
+    the dose grid.
+    """
+    n_sub = np.array(sub.shape[::-1], dtype=float)  # (i, j, k)
+    ratio = spacing_mm / sub.spacing_ijk_mm
+    n_dose = np.ceil(n_sub / ratio - 1e-9).astype(int)
+    first_ijk = (n_sub - 1.0) / 2.0 - (n_dose - 1.0) / 2.0 * ratio
+    origin = sub.points_lps_mm(first_ijk)
+    return Grid(
+        tuple(int(n) for n in n_dose[::-1]),
+        (spacing_mm, spacing_mm, spacing_mm),
+        tuple(float(v) for v in origin),
+        sub.direction,
+        sub.patient_position,
+    )
+
+
 class DoseEngine:
     """Pencil-beam dose on a dose grid for one CT.
 
@@ -189,11 +211,12 @@ class DoseEngine:
             lo, hi = np.zeros(3, dtype=int), np.array(grid.shape)
         self._density = np.ascontiguousarray(density, dtype=np.float32)
         sub = grid.crop(lo, hi)
-        self.dose_grid: Grid = sub.with_spacing(self.dose_spacing_mm)
+        self.dose_grid: Grid = _covering_grid(sub, self.dose_spacing_mm)
         if body is not None:
-            inside = (
-                resample_array(body.mask.astype(np.float32), grid, self.dose_grid, order=0) > 0.5
-            )
+            # Every dose voxel that overlaps a body voxel gets dose, so that
+            # interpolation at the skin never mixes in an uncomputed zero.
+            overlap = resample_array(body.mask.astype(np.float32), grid, self.dose_grid, order=1)
+            inside = overlap > 0.0
         else:
             inside = np.ones(self.dose_grid.shape, dtype=bool)
         self._active_flat = np.flatnonzero(inside).astype(np.int64)
