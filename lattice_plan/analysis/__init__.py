@@ -7,7 +7,7 @@ from lattice_plan.analysis.comparison import (
     compare_plans,
     standard_metrics,
 )
-from lattice_plan.analysis.dvh import DVH, DoseSamples, evaluate_metric, sample_dose
+from lattice_plan.analysis.dvh import DVH, evaluate_metric
 from lattice_plan.analysis.gamma import GammaResult, gamma_index
 from lattice_plan.analysis.metric_strings import ACCEPTED_FORMS, MetricSpec, parse_metric
 from lattice_plan.analysis.quality import (
@@ -43,6 +43,7 @@ from lattice_plan.analysis.sfrt import (
     sfrt_metrics,
     vertex_count,
 )
+from lattice_plan.geometry.sampling import DoseSamples, sample_dose
 
 __all__ = [
     "ACCEPTED_FORMS",

@@ -3,7 +3,7 @@
 A :class:`DVH` is built from a dose :class:`Volume` (Gy) and a :class:`Structure`
 whose mask may live on another grid (e.g. the CT). The dose is sampled at
 points inside the structure: ``s^3`` points spread evenly through each mask
-voxel (:func:`subvoxel_offsets`), where the dose is interpolated trilinearly. For a
+voxel (:func:`lattice_plan.geometry.sampling.subvoxel_offsets`), where the dose is interpolated trilinearly. For a
 structure on the dose grid with ``s = 1`` this is the plain voxel dose; larger
 ``s`` resolves the dose gradient inside the voxels of small structures (15 mm
 vertices, 2.5 mm dose voxels). By default ``s`` is chosen so that a structure
@@ -18,149 +18,22 @@ sampled minimum and maximum.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import ndimage
 
 from lattice_plan.analysis.metric_strings import MetricSpec, Quantity, parse_metric
 from lattice_plan.analysis.radiobiology import bed_gy, eqd2_gy
 from lattice_plan.errors import AnalysisError
+from lattice_plan.geometry.sampling import sample_dose
 from lattice_plan.geometry.structure import Structure
 from lattice_plan.geometry.volume import Volume
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BIN_WIDTH_GY = 0.01
-_TARGET_SAMPLES = 100_000
-_MAX_SUBDIVISIONS = 4
 _MAX_BINS = 200_000
-_CHUNK_SAMPLES = 1 << 21
-
-
-@dataclass(frozen=True)
-class DoseSamples:
-    """Doses sampled inside a structure: ``dose_gy[n]`` each standing for ``weight_cc``.
-
-    ``structure_volume_cc`` is the whole structure; ``covered_volume_cc`` the part
-    inside the dose grid that was sampled.
-    """
-
-    dose_gy: NDArray[np.float64]
-    weight_cc: float
-    structure_volume_cc: float
-    covered_volume_cc: float
-
-    @property
-    def covered_fraction(self) -> float:
-        return self.covered_volume_cc / self.structure_volume_cc
-
-
-def _auto_subdivisions(n_voxels: int) -> int:
-    s = math.ceil((_TARGET_SAMPLES / max(n_voxels, 1)) ** (1.0 / 3.0))
-    return int(min(max(s, 1), _MAX_SUBDIVISIONS))
-
-
-def _mask_indices(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int64], ...]:
-    """``np.nonzero(mask)``, searched only inside the mask's bounding box (fast for small masks)."""
-    lo = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        lo.append(int(hits[0]))
-        lo.append(int(hits[-1]) + 1)
-    box = mask[lo[0] : lo[1], lo[2] : lo[3], lo[4] : lo[5]]
-    k, j, i = np.nonzero(box)
-    return k + lo[0], j + lo[2], i + lo[4]
-
-
-def subvoxel_offsets(s: int) -> NDArray[np.float64]:
-    """``s**3`` sample offsets (voxel units, (i, j, k) order) inside a voxel, centred on it.
-
-    The points form a rank-1 lattice (Korobov generator (1, a, a^2) mod s^3 with
-    a = s^2 + s + 1, coprime to s): each point has its own i, j and k
-    coordinate, so a dose gradient along any axis gives s^3 distinct dose levels
-    per voxel instead of s (a staircase DVH), while the points still fill the
-    voxel evenly and their mean is the voxel centre (exact for a linear dose).
-    """
-    m = s**3
-    if m == 1:
-        return np.zeros((1, 3))
-    a = s * s + s + 1
-    k = np.arange(m)
-    lattice = np.stack([k, (k * a) % m, (k * a * a) % m], axis=1)
-    return (lattice + 0.5) / m - 0.5
-
-
-def sample_dose(
-    dose: Volume,
-    structure: Structure,
-    subdivisions: int | None = None,
-    allow_partial: bool = False,
-) -> DoseSamples:
-    """Sample ``dose`` (Gy) inside ``structure`` at sub-voxel centres (see the module docstring).
-
-    A structure reaching outside the dose grid raises AnalysisError that reports
-    the uncovered volume, unless ``allow_partial`` is True: then only the
-    covered part is sampled (and a warning is logged). Sub-voxel points within
-    half a dose voxel of the outermost voxel centres count as covered.
-    """
-    if dose.unit != "Gy":
-        raise AnalysisError(f"DVH needs a dose Volume in Gy, got unit {dose.unit!r}")
-    if structure.is_empty:
-        raise AnalysisError(
-            f"structure {structure.name!r} is empty (no voxels); a DVH needs at least one voxel"
-        )
-    s = _auto_subdivisions(structure.n_voxels) if subdivisions is None else int(subdivisions)
-    if s < 1 or s > 16:
-        raise AnalysisError(f"subdivisions must be 1-16 per axis, got {subdivisions!r}")
-    weight_cc = structure.grid.voxel_volume_cc / s**3
-    total_cc = structure.volume_cc
-    dose_arr = dose.array
-    if s == 1 and structure.grid.same_as(dose.grid):
-        values = np.asarray(dose_arr[structure.mask], dtype=float)
-        return DoseSamples(values, weight_cc, total_cc, total_cc)
-
-    # Continuous dose-grid (i, j, k) coordinates of the sub-voxel centres, in chunks of
-    # about _CHUNK_SAMPLES points so that large structures on fine grids stay in memory.
-    T = dose.grid.ijk_from_lps @ structure.grid.lps_from_ijk
-    offsets = subvoxel_offsets(s) @ T[:3, :3].T
-    upper = np.array(dose.grid.shape[::-1], dtype=float) - 0.5
-    src = np.asarray(dose_arr, dtype=float)
-    k, j, i = _mask_indices(structure.mask)
-    step = max(1, _CHUNK_SAMPLES // len(offsets))
-    parts = []
-    n_in = 0
-    for lo in range(0, len(k), step):
-        sl = slice(lo, lo + step)
-        base = np.stack([i[sl], j[sl], k[sl]], axis=1).astype(float) @ T[:3, :3].T + T[:3, 3]
-        pts = (base[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
-        pts = pts[np.all((pts >= -0.5) & (pts <= upper), axis=1)]
-        n_in += len(pts)
-        # Clamp the half-voxel border onto the outermost centres (nearest-edge extrapolation).
-        np.clip(pts, 0.0, upper - 0.5, out=pts)
-        parts.append(ndimage.map_coordinates(src, pts[:, ::-1].T, order=1, mode="nearest"))
-    covered_cc = n_in * weight_cc
-    if n_in < len(k) * len(offsets):
-        outside_cc = total_cc - covered_cc
-        msg = (
-            f"structure {structure.name!r}: {outside_cc:.3g} cc of its {total_cc:.3g} cc "
-            f"({100.0 * outside_cc / total_cc:.1f} %) lies outside the dose grid"
-        )
-        if n_in == 0:
-            raise AnalysisError(
-                f"{msg}; it does not overlap the dose grid at all: check that dose and structure "
-                "share a frame of reference"
-            )
-        if not allow_partial:
-            raise AnalysisError(
-                f"{msg}; extend the dose grid, or pass allow_partial=True to compute on the "
-                f"covered {covered_cc:.3g} cc only"
-            )
-        log.warning("%s; computing on the covered %.3g cc only", msg, covered_cc)
-    return DoseSamples(np.concatenate(parts), weight_cc, total_cc, covered_cc)
 
 
 @dataclass(frozen=True, eq=False)

@@ -25,11 +25,12 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from lattice_plan.analysis.dvh import DVH, sample_dose
+from lattice_plan.analysis.dvh import DVH
 from lattice_plan.analysis.metric_strings import MetricSpec, parse_metric
 from lattice_plan.analysis.radiobiology import ALPHA_BETA_TUMOUR_GY, bed_gy, eqd2_gy, eud_gy
 from lattice_plan.errors import AnalysisError
 from lattice_plan.geometry.morphology import connected_components, contract_mask
+from lattice_plan.geometry.sampling import sample_dose
 from lattice_plan.geometry.structure import Structure
 from lattice_plan.geometry.volume import Volume
 

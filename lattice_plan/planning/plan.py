@@ -15,7 +15,8 @@ from scipy import ndimage
 
 from lattice_plan.dose.beam import Beam
 from lattice_plan.errors import PlanningError
-from lattice_plan.geometry.structure import StructureSet, structure_on_grid
+from lattice_plan.geometry.sampling import sample_dose
+from lattice_plan.geometry.structure import StructureSet
 from lattice_plan.geometry.volume import Volume
 from lattice_plan.planning.prescription import Prescription
 
@@ -110,7 +111,11 @@ class Plan:
         return replace(self, beams=beams, dose=dose)
 
     def achieved_prescription_gy(self) -> float:
-        """The prescription quantity (e.g. target D95%) of the current dose, Gy for the course."""
+        """The prescription quantity (e.g. target D95%) of the current dose, Gy for the course.
+
+        The target is sampled at sub-voxel points (lattice_plan.geometry.sampling),
+        as the analysis module's DVHs sample it.
+        """
         dose = self.require_dose()
         rx = self.prescription
         if rx.method == "point":
@@ -119,8 +124,9 @@ class Plan:
                 dose.array.astype(float), ijk[::-1].reshape(3, 1), order=1
             )[0]
             return rx.achieved_gy(point_dose_gy=float(value))
-        target = structure_on_grid(self.structures.get(rx.target), dose.grid)
-        return rx.achieved_gy(target_dose_gy=dose.array[target.mask])
+        # The same sub-voxel sampler as the DVHs, so the reported metric equals the prescription.
+        samples = sample_dose(dose, self.structures.get(rx.target), allow_partial=True)
+        return rx.achieved_gy(target_dose_gy=samples.dose_gy)
 
     def normalised(self) -> Plan:
         """The plan scaled so that its prescription quantity equals the prescribed total dose."""

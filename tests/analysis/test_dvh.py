@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from lattice_plan.analysis.dvh import DVH, evaluate_metric, sample_dose
+from lattice_plan.analysis.dvh import DVH, evaluate_metric
 from lattice_plan.errors import AnalysisError
 from lattice_plan.geometry import Grid, Structure, StructureKind, Volume
+from lattice_plan.geometry.sampling import sample_dose
 from lattice_plan.io.ct import read_ct
 from lattice_plan.io.dicom_common import DicomWarning
 from lattice_plan.io.rtstruct import read_rtstruct

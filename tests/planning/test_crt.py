@@ -240,10 +240,12 @@ def test_phantom_crt_meets_the_issue_targets(phantom_plan):
     dvh = DVH.from_dose(plan.dose, plan.structures["PTV"])
     assert dvh.metric("D95%") == pytest.approx(30.0, rel=0.01)
     assert dvh.metric("Dmax") < 1.12 * 30.0
-    # The chosen candidate's hot spots (relative to D95 = the prescription) are the plan's.
+    # The chosen candidate's hot spots (relative to D95 = the prescription) are the plan's;
+    # candidates are scored on voxel-centre D95, the plan is normalised on the sub-voxel
+    # D95 of the DVHs, which differ by well under 1 % for a PTV of this size.
     chosen = next(c for c in plan.info["candidates"] if c["name"] == plan.info["arrangement"])
-    assert d.max() / 30.0 == pytest.approx(chosen["ptv_dmax_over_d95"], rel=1e-6)
-    assert plan.dose.array.max() / 30.0 == pytest.approx(chosen["dmax_over_d95"], rel=1e-6)
+    assert d.max() / 30.0 == pytest.approx(chosen["ptv_dmax_over_d95"], rel=0.01)
+    assert plan.dose.array.max() / 30.0 == pytest.approx(chosen["dmax_over_d95"], rel=0.01)
     # ... and no candidate had a lower overall hot spot by more than the 2 % tie margin.
     assert chosen["dmax_over_d95"] <= 1.02 * min(
         c["dmax_over_d95"] for c in plan.info["candidates"]
