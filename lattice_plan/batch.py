@@ -288,7 +288,7 @@ def _run_on_dask(
             n_workers=n,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: several clusters may run at once
             memory_limit=MEMORY_PER_TASK_BYTES,
             env={"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)},
         )

@@ -13,7 +13,7 @@ import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lattice_plan import __version__
 from lattice_plan.errors import (
@@ -23,6 +23,9 @@ from lattice_plan.errors import (
     ProtocolError,
     SpecError,
 )
+
+if TYPE_CHECKING:
+    from lattice_plan.batch import TaskRow
 
 log = logging.getLogger("lattice_plan.cli")
 
@@ -388,6 +391,42 @@ def _cmd_commission(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from lattice_plan.batch import run_cohort
+    from lattice_plan.cohort import load_cohort
+
+    if args.workers is not None and args.workers < 1:
+        raise SpecError(f"--workers must be at least 1, got {args.workers}")
+    cohort = load_cohort(args.cohort)
+    bar = tqdm(
+        total=len(cohort.tasks()),
+        desc=cohort.name,
+        unit="task",
+        disable=True if args.quiet else None,
+    )
+
+    def progress(done: int, total: int, row: TaskRow) -> None:
+        bar.update(1)
+        if row.status == "failed":
+            bar.write(f"{row.case}/{row.arm}: failed: {row.error}")
+
+    try:
+        result = run_cohort(
+            cohort, args.out, workers=args.workers, scheduler=args.scheduler, progress=progress
+        )
+    finally:
+        bar.close()
+    if not args.quiet:
+        counts = result.counts
+        print(
+            f"{len(result.rows)} tasks: {counts['ok']} done, {counts['skipped']} already complete, "
+            f"{counts['failed']} failed; results in {result.table_csv} and {result.table_json}"
+        )
+    return EXIT_OK if result.counts["failed"] == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lattice-plan",
@@ -619,6 +658,31 @@ def build_parser() -> argparse.ArgumentParser:
     com.add_argument("--out", required=True, metavar="FILE", help="model JSON to write")
     com.add_argument("--name", default="6X commissioned", help="name stored in the model")
     com.set_defaults(func=_cmd_commission)
+
+    batch = sub.add_parser(
+        "batch",
+        help="plan and evaluate a cohort (cases x arms x parameter sweeps) on Dask",
+        description=(
+            "Plan and evaluate every case, arm and parameter set of a cohort TOML file "
+            "(see examples/cohort_phantom_sweep.toml) on a local Dask cluster sized to this "
+            "machine, or on a running cluster (--scheduler). Outputs go to DIR/<case>/<arm>/"
+            "<params>/, the results table to DIR/results.csv and results.json. Re-running skips "
+            "completed tasks and redoes interrupted ones. Exit code 1 if any task failed."
+        ),
+    )
+    batch.add_argument("cohort", metavar="COHORT.toml", help="cohort file")
+    batch.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    where = batch.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="local worker processes (default: one per core, memory permitting)",
+    )
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://host:8786"
+    )
+    batch.set_defaults(func=_cmd_batch)
     return parser
 
 

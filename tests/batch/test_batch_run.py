@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from lattice_plan.batch import TASK_RECORD, run_cohort
+from lattice_plan.cli import main
 from lattice_plan.cohort import load_cohort
 from lattice_plan.phantoms import build_phantom
 from lattice_plan.workflow import run_case
@@ -41,9 +42,7 @@ rtstruct = "missing/RS.dcm"
 """
 
 
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cohort")
+def _first_run(root):
     path = root / "cohort.toml"
     path.write_text(textwrap.dedent(COHORT))
     seen = []
@@ -54,7 +53,20 @@ def first_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_one_row_per_task_and_the_broken_case_reported(first_run):
+def test_cohort_on_a_local_cluster(tmp_path, capsys):
+    """One cohort run (the expensive part), then every check on it in order.
+
+    xdist does not keep a module's tests on one worker here, so the checks are
+    steps of one test rather than tests sharing a module fixture.
+    """
+    first = _first_run(tmp_path)
+    _check_rows_and_broken_case(first)
+    _check_rows_equal_the_single_patient_command(first, tmp_path)
+    _check_rerun_skips_completed_and_redoes_interrupted(first)
+    _check_batch_command(first, capsys)
+
+
+def _check_rows_and_broken_case(first_run):
     _, _, result, seen = first_run
     assert len(result.rows) == 8  # 4 cases x 2 arms
     assert result.counts == {"ok": 6, "failed": 2, "skipped": 0}
@@ -79,8 +91,7 @@ def test_one_row_per_task_and_the_broken_case_reported(first_run):
             ).is_file()
 
 
-@pytest.mark.slow
-def test_rows_equal_the_single_patient_command(first_run, tmp_path):
+def _check_rows_equal_the_single_patient_command(first_run, tmp_path):
     """The cohort row of one task has the metrics that run_case gives for the same inputs."""
     _, _, result, _ = first_run
     row = next(r for r in result.rows if r.case == "default" and r.arm == "SCART")
@@ -103,8 +114,7 @@ def test_rows_equal_the_single_patient_command(first_run, tmp_path):
     assert stv["D95%"] == pytest.approx(single["structures"]["STV"]["D95%"], rel=1e-9)
 
 
-@pytest.mark.slow
-def test_rerun_skips_completed_and_redoes_interrupted(first_run):
+def _check_rerun_skips_completed_and_redoes_interrupted(first_run):
     root, path, _, _ = first_run
     out = root / "out"
     again = run_cohort(load_cohort(path), out, workers=2)
@@ -122,3 +132,19 @@ def test_rerun_skips_completed_and_redoes_interrupted(first_run):
     shutil.rmtree(out / "small" / "scart")
     fourth = run_cohort(load_cohort(path), out, workers=1)
     assert fourth.counts["ok"] == 1
+
+
+def _check_batch_command(first_run, capsys):
+    """`lattice-plan batch` on the completed cohort: nothing redone, exit 1 for the broken case."""
+    root, path, _, _ = first_run
+    capsys.readouterr()
+    assert main(["batch", str(path), "--out", str(root / "out"), "--workers", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "0 done" in out and "2 failed" in out and "results.csv" in out
+
+
+def test_batch_command_bad_input_is_one_line(tmp_path, capsys):
+    assert main(["-q", "batch", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not exist" in err[0]
+    assert main(["-q", "batch", str(tmp_path / "x.toml"), "--out", "o", "--workers", "0"]) == 2
