@@ -7,8 +7,9 @@ MLC bank B (``bank_x1_mm``) are on the -X_b side, X2 and bank A
 x1 = -50, x2 = +50.
 
 The dose of a beam is ``mu`` times the dose per MU of its aperture, each point
-of which is weighted by the fluence map (1 = open) when one is given; the map
-is clipped by the jaws.
+of which is weighted by the fluence map (1 = open) when one is given, as a
+sliding-window MLC delivers it (leaf transmission included, see
+:mod:`lattice_plan.dose.fluence`); the map is clipped by the jaws.
 """
 
 from __future__ import annotations

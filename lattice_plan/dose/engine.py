@@ -12,9 +12,12 @@ Per beam (DESIGN.md section 4):
    component's depth function at its radiological depth and by the inverse
    square (SAD / s)^2 (:mod:`lattice_plan.kernels.superposition`).
 
-Dose is in Gy: ``mu * model.gy_per_mu * sum_c ...``. The operator
+Dose is in Gy: ``mu * model.gy_per_mu * sum_c ...``. A beam with a fluence
+map gets the map as a sliding-window MLC delivers it, leaf transmission
+included (:func:`lattice_plan.dose.fluence.delivered_map`). The operator
 (:class:`FluenceOperator`) is the same computation as a linear map of beamlet
-weights, with its exact adjoint for gradients.
+weights, with its exact adjoint for gradients, but of the primary fluence
+only (no leaf transmission: that is not linear in the weights).
 """
 
 from __future__ import annotations
@@ -488,6 +491,15 @@ class FluenceOperator:
 
     Beams that carry a :class:`FluenceMap` keep its beamlet grid; the others get
     a map of ``beamlet_mm`` squares covering their jaws.
+
+    The weights are the primary fluence only: ``forward`` leaves out the MLC leaf
+    transmission of a sliding-window delivery, which depends on each row's
+    beam-on time, the sum of its rising steps, and so is not linear in x. The
+    final dose, :meth:`DoseEngine.compute` of :meth:`beams_from_x`, adds it
+    (:func:`lattice_plan.dose.fluence.delivered_map`; about T = model.mlc_transmission
+    times the row's beam-on time under closed beamlets), and ``Plan.normalised()``
+    then rescales the plan to its prescription, absorbing the extra dose at the
+    target. With ``mlc_transmission = 0`` the two agree to rounding.
     """
 
     def __init__(self, engine: DoseEngine, beams: Sequence[Beam], beamlet_mm: float = 5.0) -> None:

@@ -4,6 +4,12 @@ Apertures are rasterised by exact pixel-area overlap, so a field edge inside a
 pixel gives that pixel its covered fraction. A beamlet map is painted the same
 way by two small dense matrices (rows and columns), which makes the painting a
 linear operator with an exact transpose for the optimiser's gradient.
+
+A beamlet map is delivered by a sliding-window MLC (one leaf pair per map row,
+leaves travelling along +X_b): while a row's beam is on, the leaves cover each
+point for the part of the time it is not being irradiated, so the delivered
+map adds the leaf transmission T of the rest of the row's beam-on time S_row:
+``v (1 - T) + T S_row`` (:func:`delivered_map`).
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from lattice_plan.dose.beam import Beam, FluenceMap
 from lattice_plan.dose.model import BeamModel
@@ -97,6 +103,33 @@ def paint_matrices(fmap: FluenceMap, grid: MapGrid) -> tuple[NDArray, NDArray]:
     return oy, ox
 
 
+def row_beam_on_time(values: ArrayLike) -> NDArray[np.float64]:
+    """Beam-on time of each row of a beamlet map [ny, nx] swept by a sliding-window MLC.
+
+    One leaf pair per row, moving along +X_b: the row's beam-on time is the sum
+    of the positive increments of its values read along +X_b starting from zero
+    (Spirou and Chui, Med Phys 21 (1994) 1031; Stein et al., Med Phys 21 (1994)
+    1055), in the map's units (MU per MU of the beam for relative fluence).
+    Returns shape (ny,).
+    """
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 2:
+        raise DoseError(f"a beamlet map must be 2D [ny, nx], got shape {v.shape}")
+    steps = np.diff(v, axis=1, prepend=0.0)
+    return np.maximum(steps, 0.0).sum(axis=1)
+
+
+def delivered_map(fmap: FluenceMap, mlc_transmission: float) -> NDArray[np.float64]:
+    """Relative fluence [ny, nx] a sliding-window MLC delivers for ``fmap``: v (1 - T) + T S_row.
+
+    Each point is open for its value v and behind a leaf (transmission T) for
+    the rest of its row's beam-on time S_row (:func:`row_beam_on_time`), so a
+    closed beamlet gets T S_row and an open one v + T (S_row - v).
+    """
+    v = fmap.values
+    return v * (1.0 - mlc_transmission) + mlc_transmission * row_beam_on_time(v)[:, None]
+
+
 def modulation_factor(beam: Beam, model: BeamModel, grid: MapGrid) -> NDArray[np.float64]:
     """Pixel factor that multiplies a painted beamlet map: jaw opening x MLC x off-axis ratio."""
     factor = jaw_opening(beam, grid)
@@ -111,13 +144,14 @@ def beam_fluence(beam: Beam, model: BeamModel, grid: MapGrid) -> NDArray[np.floa
     """Relative energy fluence at the isocentre plane (1 = open field on the axis, before horns).
 
     Aperture beams: jaws and MLC with their transmissions. Beams with a fluence
-    map: the painted map inside the jaws (and MLC), nothing outside the jaws.
-    Both are multiplied by the in-air off-axis ratio.
+    map: the map as a sliding-window MLC delivers it, leaf transmission included
+    (:func:`delivered_map`), painted inside the jaws (and MLC), nothing outside
+    the jaws. Both are multiplied by the in-air off-axis ratio.
     """
     factor = modulation_factor(beam, model, grid)
     if beam.fluence is not None:
         oy, ox = paint_matrices(beam.fluence, grid)
-        return factor * (oy.T @ beam.fluence.values @ ox)
+        return factor * (oy.T @ delivered_map(beam.fluence, model.mlc_transmission) @ ox)
     jaw = jaw_opening(beam, grid)
     r = np.hypot(grid.x_mm()[None, :], grid.y_mm()[:, None])
     # leakage through the closed jaws, up to the largest field the jaws can open

@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from lattice_plan.dose.beam import DEFAULT_SAD_MM, Beam, FluenceMap, Jaws, coplanar_gantry_angles
+from lattice_plan.dose.fluence import row_beam_on_time
 from lattice_plan.errors import DoseError, PlanningError
 from lattice_plan.geometry.iec import source_position_lps_mm
 from lattice_plan.geometry.structure import Structure
@@ -154,14 +155,13 @@ def sliding_window_mu(beam: Beam) -> float:
     get; the beam-on time of a row is the sum of the positive increments of
     the fluence along the row, starting from zero (Spirou and Chui, Med Phys 21
     (1994) 1031; Stein et al., Med Phys 21 (1994) 1055). The beam needs the
-    longest row: ``mu`` times the largest such sum. An open beam (no map) needs
-    its ``mu``. Each map row is treated as one leaf pair.
+    longest row: ``mu`` times the largest such sum
+    (:func:`lattice_plan.dose.fluence.row_beam_on_time`). An open beam (no map)
+    needs its ``mu``. Each map row is treated as one leaf pair.
     """
     if beam.fluence is None:
         return float(beam.mu)
-    v = beam.fluence.values
-    steps = np.diff(np.concatenate([np.zeros((v.shape[0], 1)), v], axis=1), axis=1)
-    return float(beam.mu * np.maximum(steps, 0.0).sum(axis=1).max())
+    return float(beam.mu * row_beam_on_time(beam.fluence.values).max())
 
 
 def _beamlet_axis(lo_mm: float, hi_mm: float, beamlet_mm: float) -> tuple[int, int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from lattice_plan.dose.beam import MLC, Beam, FluenceMap, Jaws
 from lattice_plan.dose.commission import read_mcc
 from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.dose.hu import HUDensityTable
+from lattice_plan.dose.model import BeamModel
 from lattice_plan.dose.water import pdd
 from lattice_plan.errors import DoseError
 from lattice_plan.geometry.grid import Grid
@@ -121,10 +124,19 @@ def test_patient_position_decides_where_gantry_zero_enters():
 
 
 @pytest.fixture(scope="module")
-def operator_setup(sphere_engine):
+def operator_setup():
+    """The operator on an engine whose model has no MLC leaf transmission.
+
+    ``compute`` adds the leaf transmission of a sliding-window delivery of the
+    maps, which the (linear) operator leaves out; without it the two must agree
+    exactly (tests/dose/test_leaf_transmission.py tests the transmission).
+    """
+    ct, body = _phantom(lambda x, y, z: x**2 + y**2 + z**2 <= 75.0**2)
+    model = replace(BeamModel.load_default(), mlc_transmission=0.0)
+    engine = DoseEngine(ct, body, model=model, dose_spacing_mm=SPACING)
     beams = [_beam(0.0, field=(40.0, 30.0)), _beam(100.0, field=(30.0, 40.0), collimator_deg=15.0)]
-    op = sphere_engine.operator(beams, beamlet_mm=5.0)
-    return sphere_engine, op
+    op = engine.operator(beams, beamlet_mm=5.0)
+    return engine, op
 
 
 def test_adjoint_identity_holds_to_1e8(operator_setup):
