@@ -77,8 +77,9 @@ class Prescription:
         """The normalisation quantity of a dose: the metric over the target's voxel doses, or the point dose.
 
         ``target_dose_gy`` holds the dose (Gy) of every voxel of the target (equal volumes).
-        D<p>% is the dose that p % of the volume receives at least, i.e. the
-        (100 - p)th percentile with linear interpolation.
+        D<p>% is the minimum dose of the hottest p % of the volume (the DVH
+        convention: the inverted empirical CDF at 100 - p %, no interpolation
+        between samples), so that a DVH of the same samples reports it.
         """
         if self.method == "point":
             if point_dose_gy is None:
@@ -92,7 +93,7 @@ class Prescription:
         if self.method == "Dmean":
             return float(values.mean())
         p = float(_D_PERCENT.match(self.method).group(1))  # type: ignore[union-attr]
-        return float(np.percentile(values, 100.0 - p))
+        return float(np.percentile(values, 100.0 - p, method="inverted_cdf"))
 
     def reference_point(self) -> NDArray[np.float64] | None:
         return (
