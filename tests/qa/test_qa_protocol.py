@@ -309,7 +309,7 @@ def test_pvdr_constraints_validate_their_structures_and_ratio_limits():
 def test_builtin_target_peak_valley_and_edge_constraints():
     p = load_builtin_protocol()
     sfrt = p.arm("SFRT")
-    assert _limit(sfrt, "Vertices", "D50%") == (">=", 15.0, "Gy")  # peak at the prescription
+    assert _limit(sfrt, "Vertices", "Dmean") == (">=", 14.25, "Gy")  # peak at 95 % of the Rx
     assert _limit(sfrt, "Valley", "D50%") == ("<=", 5.0, "Gy")
     assert _limit(sfrt, "Vertices", "PVDR[mean]") == (">=", 3.0, "")
     (pvdr,) = [c for c in sfrt.constraints if c.metric == "PVDR[mean]"]
