@@ -13,7 +13,15 @@ def main() -> None:
         t0 = time.perf_counter()
         patient = build_phantom()
         times.append(time.perf_counter() - t0)
-    print(json.dumps({"benchmark": "phantom_build", "shape": patient.grid.shape, "best_s": round(min(times), 3)}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "phantom_build",
+                "shape": patient.grid.shape,
+                "best_s": round(min(times), 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
