@@ -18,7 +18,6 @@ transmission (LoSasso et al., Med Phys 25 (1998) 1919: 1.5-2 % for 6 MV).
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import hashlib
 import logging
@@ -36,6 +35,7 @@ from lattice_plan.dose.engine import DoseEngine, PointGeometry
 from lattice_plan.dose.model import BeamModel, DepthTerm, LateralComponent
 from lattice_plan.dose.water import water_phantom
 from lattice_plan.errors import DoseError, InputFileError
+from lattice_plan.io.two_column_csv import read_two_column_csv
 
 log = logging.getLogger(__name__)
 
@@ -189,22 +189,7 @@ def read_csv(
 ) -> Scan:
     """A scan from a CSV of (position or depth mm, value); a non-numeric first row is a header."""
     p = Path(path)
-    if not p.is_file():
-        raise InputFileError(f"scan file {p} does not exist")
-    rows = []
-    with p.open(newline="") as fh:
-        for n, row in enumerate(csv.reader(fh)):
-            if not row or not "".join(row).strip():
-                continue
-            try:
-                rows.append((float(row[0]), float(row[1])))
-            except (ValueError, IndexError):
-                if n == 0:
-                    continue
-                raise DoseError(f"{p} line {n + 1}: expected two numbers, got {row!r}") from None
-    if not rows:
-        raise DoseError(f"{p}: no data rows")
-    arr = np.array(rows)
+    arr = read_two_column_csv(p, "scan", "(position or depth mm, value)", DoseError)
     return Scan(kind, ssd_mm, field_mm, arr[:, 0], arr[:, 1], depth_mm, source=p.name)
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from lattice_plan.errors import DoseError, InputFileError
+from lattice_plan.errors import DoseError
+from lattice_plan.io.two_column_csv import read_two_column_csv
 
 # Default calibration: a typical 120 kVp CT scanned with a CIRS 062M electron-density
 # phantom (insert RED from the CIRS data sheet: lung inhale 0.19, lung exhale 0.49,
@@ -80,23 +80,8 @@ class HUDensityTable:
     @classmethod
     def from_csv(cls, path: str | Path) -> HUDensityTable:
         """Read a two-column CSV (HU, RED); a non-numeric first row is taken as a header."""
-        p = Path(path)
-        if not p.is_file():
-            raise InputFileError(f"HU table file {p} does not exist")
-        rows: list[tuple[float, float]] = []
-        with p.open(newline="") as fh:
-            for n, row in enumerate(csv.reader(fh)):
-                if not row or not "".join(row).strip():
-                    continue
-                try:
-                    rows.append((float(row[0]), float(row[1])))
-                except (ValueError, IndexError):
-                    if n == 0:
-                        continue
-                    raise DoseError(
-                        f"HU table {p}: line {n + 1} is not two numbers (HU, RED): {row!r}"
-                    ) from None
-        return cls.from_pairs(rows, name=str(p))
+        rows = read_two_column_csv(path, "HU table", "(HU, RED)", DoseError)
+        return cls.from_pairs(rows, name=str(path))
 
     def density(self, hu: ArrayLike) -> NDArray[np.float32]:
         """Relative electron density of CT numbers (float32, same shape)."""
