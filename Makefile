@@ -39,7 +39,7 @@ demo: $(STAMP) mesa-egl
 test: $(STAMP) dicom3tools mesa-egl
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
-bench: $(STAMP)
+bench: $(STAMP) mesa-egl
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 lint: $(STAMP)
