@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 from lattice_plan.kernels._jit import jit, jit_parallel, prange
+from lattice_plan.kernels.interpolation import trilinear_kji
 
 
 @jit
@@ -27,22 +28,7 @@ def _trilinear_kji(vol, ci, cj, ck):
     nk, nj, ni = vol.shape
     if ci < 0.0 or cj < 0.0 or ck < 0.0 or ci > ni - 1 or cj > nj - 1 or ck > nk - 1:
         return 0.0
-    i0 = min(int(ci), ni - 2) if ni > 1 else 0
-    j0 = min(int(cj), nj - 2) if nj > 1 else 0
-    k0 = min(int(ck), nk - 2) if nk > 1 else 0
-    fi = ci - i0
-    fj = cj - j0
-    fk = ck - k0
-    i1 = i0 + 1 if ni > 1 else 0
-    j1 = j0 + 1 if nj > 1 else 0
-    k1 = k0 + 1 if nk > 1 else 0
-    c00 = vol[k0, j0, i0] * (1.0 - fi) + vol[k0, j0, i1] * fi
-    c01 = vol[k0, j1, i0] * (1.0 - fi) + vol[k0, j1, i1] * fi
-    c10 = vol[k1, j0, i0] * (1.0 - fi) + vol[k1, j0, i1] * fi
-    c11 = vol[k1, j1, i0] * (1.0 - fi) + vol[k1, j1, i1] * fi
-    c0 = c00 * (1.0 - fj) + c01 * fj
-    c1 = c10 * (1.0 - fj) + c11 * fj
-    return c0 * (1.0 - fk) + c1 * fk
+    return trilinear_kji(vol, ck, cj, ci)
 
 
 @jit_parallel
