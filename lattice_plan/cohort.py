@@ -25,8 +25,10 @@ A cohort file looks like::
 
 Sweep and settings keys are dotted plan-spec keys (``table.key`` of
 lattice_plan.planning.spec). Keys under ``lattice.``
-apply to the SFRT arm only, ``scart.`` to SCART only, ``crt.`` to CRT only;
-every other key applies to all arms. An arm gets one task per combination of
+apply to the SFRT arm only, ``scart.`` to SCART only, ``crt.`` to CRT only,
+``optimiser.`` to SFRT and SCART (see
+:data:`lattice_plan.planning.plan.ARM_ONLY_SPEC_TABLES`); every other key
+applies to all arms. An arm gets one task per combination of
 the sweep keys that apply to it.
 """
 
@@ -43,9 +45,8 @@ from typing import Any
 
 from lattice_plan import __version__
 from lattice_plan.errors import InputFileError, SpecError
+from lattice_plan.planning.plan import ARMS, spec_key_applies
 
-ARMS = ("SFRT", "SCART", "CRT")
-_ARM_ONLY_PREFIXES = {"lattice.": "SFRT", "scart.": "SCART", "crt.": "CRT"}
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SCALAR = (int, float, str, bool)
 
@@ -135,7 +136,7 @@ class Cohort:
         out = []
         for case in self.cases:
             for arm in self.arms:
-                keys = [k for k in self.sweep if _applies(k, arm)]
+                keys = [k for k in self.sweep if spec_key_applies(k, arm)]
                 for combo in itertools.product(*(self.sweep[k] for k in keys)):
                     out.append(CohortTask(case, arm, tuple(zip(keys, combo, strict=True))))
         return out
@@ -144,13 +145,6 @@ class Cohort:
 def _label_value(value: Any) -> str:
     text = f"{value:g}" if isinstance(value, float) else str(value)
     return re.sub(r"[^A-Za-z0-9.+-]", "", text) or "x"
-
-
-def _applies(key: str, arm: str) -> bool:
-    for prefix, only in _ARM_ONLY_PREFIXES.items():
-        if key.startswith(prefix):
-            return arm == only
-    return True
 
 
 def _fail(path: Path, key: str, expected: str, got: Any = None) -> SpecError:

@@ -65,14 +65,13 @@ from lattice_plan.io.ct import CTSeries, read_ct, write_ct_series
 from lattice_plan.io.rtdose import write_rtdose
 from lattice_plan.io.rtplan import write_rtplan
 from lattice_plan.io.rtstruct import add_to_rtstruct, list_rois, read_rtstruct, write_rtstruct
-from lattice_plan.planning.plan import Arm, Plan
+from lattice_plan.planning.plan import ARMS, Arm, Plan, spec_key_applies
 from lattice_plan.planning.spec import PlanSpec, load_spec, parse_spec, plan_patient
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, "int | None"], None]
 
-ARMS: tuple[str, ...] = ("SFRT", "SCART", "CRT")
 REFERENCE_ARM = "CRT"
 
 #: What each arm is planned with when no spec is given: the prescriptions of the
@@ -286,7 +285,7 @@ def plan_case(
     optimiser of SFRT and SCART plans.
     """
     arm_value = Arm.parse(arm).value
-    own = {k: v for k, v in (overrides or {}).items() if _override_applies(str(k), arm_value)}
+    own = {k: v for k, v in (overrides or {}).items() if spec_key_applies(str(k), arm_value)}
     if len(own) < len(overrides or {}):
         log.debug(
             "%s: overrides not for this arm left out: %s",
@@ -1200,19 +1199,6 @@ def run_case(
         inputs=inputs,
     )
     return metrics
-
-
-#: Plan-spec tables that apply to some arms only.
-_TABLE_ARMS: dict[str, tuple[str, ...]] = {
-    "lattice": ("SFRT",),
-    "scart": ("SCART",),
-    "crt": ("CRT",),
-    "optimiser": ("SFRT", "SCART"),
-}
-
-
-def _override_applies(key: str, arm: str) -> bool:
-    return arm in _TABLE_ARMS.get(key.split(".", 1)[0], (arm,))
 
 
 __all__ = [

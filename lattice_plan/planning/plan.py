@@ -40,6 +40,25 @@ class Arm(enum.Enum):
             ) from None
 
 
+#: The arms in report order: the experimental arms first, the CRT reference last.
+ARMS: tuple[str, ...] = ("SFRT", "SCART", "CRT")
+
+#: Plan-spec tables that configure some arms only (``lattice.spacing_mm`` means nothing
+#: to a CRT plan); every other table applies to all arms. Kept here, beside Arm and away
+#: from the dose engine, so that reading a cohort file stays light.
+ARM_ONLY_SPEC_TABLES: dict[str, tuple[str, ...]] = {
+    "lattice": ("SFRT",),
+    "scart": ("SCART",),
+    "crt": ("CRT",),
+    "optimiser": ("SFRT", "SCART"),
+}
+
+
+def spec_key_applies(key: str, arm: str) -> bool:
+    """Whether the dotted plan-spec key ``key`` (``table.field``) configures arm ``arm``."""
+    return arm in ARM_ONLY_SPEC_TABLES.get(key.split(".", 1)[0], (arm,))
+
+
 @dataclass(frozen=True, eq=False)
 class Plan:
     """One candidate plan of one patient.
