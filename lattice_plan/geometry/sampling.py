@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from lattice_plan.errors import AnalysisError
-from lattice_plan.geometry.structure import Structure
+from lattice_plan.geometry.structure import Structure, mask_bounding_box_kji
 from lattice_plan.geometry.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -53,15 +53,9 @@ def _auto_subdivisions(n_voxels: int) -> int:
 
 def _mask_indices(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int64], ...]:
     """``np.nonzero(mask)``, searched only inside the mask's bounding box (fast for small masks)."""
-    lo = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        lo.append(int(hits[0]))
-        lo.append(int(hits[-1]) + 1)
-    box = mask[lo[0] : lo[1], lo[2] : lo[3], lo[4] : lo[5]]
-    k, j, i = np.nonzero(box)
-    return k + lo[0], j + lo[2], i + lo[4]
+    lo, hi = mask_bounding_box_kji(mask)
+    k, j, i = np.nonzero(mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]])
+    return k + lo[0], j + lo[1], i + lo[2]
 
 
 def subvoxel_offsets(s: int) -> NDArray[np.float64]:

@@ -38,7 +38,6 @@ from numpy.typing import NDArray
 
 from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.errors import PlanningError
-from lattice_plan.geometry.grid import Grid
 from lattice_plan.geometry.patient import Patient
 from lattice_plan.geometry.structure import (
     Structure,
@@ -240,39 +239,6 @@ def check_plan_options(
         check_objectives(tuple(objectives))
 
 
-def mask_on_grid(structure: Structure, grid: Grid) -> NDArray[np.bool_]:
-    """``structure_on_grid(structure, grid).mask``, resampling only around the structure.
-
-    The structure is cropped to its bounding box plus one empty voxel and
-    rasterised on the part of ``grid`` that box covers; everywhere else the
-    mask is empty, as the full resampling would give (it interpolates zeros there).
-    """
-    if structure.grid.same_as(grid) or structure.is_empty:
-        return structure_on_grid(structure, grid).mask
-    lo, hi = structure.bounding_box_kji()
-    lo = np.maximum(lo - 1, 0)
-    hi = np.minimum(hi + 1, structure.grid.shape)
-    sub_grid = structure.grid.crop(lo, hi)
-    sub = Structure(
-        structure.name,
-        structure.mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]],
-        sub_grid,
-        structure.kind,
-    )
-    corners = sub_grid.bounds_lps_mm()
-    box = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)])
-    pts = np.array([[corners[b][a] for a, b in enumerate(c)] for c in box])
-    ijk = grid.continuous_ijk(pts)
-    lo_d = np.maximum(np.floor(ijk.min(axis=0)).astype(int) - 1, 0)[::-1]
-    hi_d = np.minimum(np.ceil(ijk.max(axis=0)).astype(int) + 2, np.array(grid.shape[::-1]))[::-1]
-    out = np.zeros(grid.shape, dtype=bool)
-    if np.any(hi_d <= lo_d):
-        return out
-    part = structure_on_grid(sub, grid.crop(lo_d, hi_d)).mask
-    out[lo_d[0] : hi_d[0], lo_d[1] : hi_d[1], lo_d[2] : hi_d[2]] = part
-    return out
-
-
 def _engine_for(patient: Patient, engine: DoseEngine | None, dose_spacing_mm: float) -> DoseEngine:
     if engine is None:
         return DoseEngine(
@@ -323,7 +289,7 @@ def build_optimised_plan(
     masks: dict[str, NDArray[np.bool_]] = {}
     for n in sorted(names):
         s = structures.get(n)
-        masks[n] = mask_on_grid(s, grid) & inside
+        masks[n] = structure_on_grid(s, grid).mask & inside
     subset, terms = objective_terms(objectives, masks, grid, max_voxels=MAX_OBJECTIVE_VOXELS)
 
     iso = isocentre_of(fluence_target)
@@ -358,7 +324,9 @@ def build_optimised_plan(
         pt = np.asarray(prescription.reference_point_lps_mm, dtype=float)
         open_achieved = float(eng.point_dose(fb.beams, pt[None, :])[0]) / fb.beams[0].mu
     else:
-        rx_voxels = np.flatnonzero(mask_on_grid(structures.get(prescription.target), grid))
+        rx_voxels = np.flatnonzero(
+            structure_on_grid(structures.get(prescription.target), grid).mask
+        )
         open_dose = op.forward(fb.active_vector.astype(float), rx_voxels)
         open_achieved = prescription.achieved_gy(target_dose_gy=open_dose)
     if not open_achieved > 0:
