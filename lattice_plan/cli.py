@@ -221,9 +221,12 @@ def _structure_table(result: dict[str, Any]) -> str:
         [name, *(_format_value(entry.get(c)) for c in header[1:])]
         for name, entry in result["structures"].items()
     ]
-    widths = [
-        max(len(h), *(len(r[n]) for r in rows)) if rows else len(h) for n, h in enumerate(header)
-    ]
+    return _text_table(header, rows)
+
+
+def _text_table(header: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned text columns, as wide as their widest cell."""
+    widths = [max([len(h), *(len(r[n]) for r in rows)]) for n, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*header), *(fmt.format(*r) for r in rows)])
 
@@ -331,9 +334,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if not args.quiet:
         header = ["metric", *columns]
         rows = [[m, *(_format_value(per.get(c)) for c in columns)] for m, per in table.items()]
-        widths = [max(len(h), *(len(r[n]) for r in rows)) for n, h in enumerate(header)]
-        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-        print("\n".join([fmt.format(*header), *(fmt.format(*r) for r in rows)]))
+        print(_text_table(header, rows))
     return EXIT_OK
 
 

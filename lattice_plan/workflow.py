@@ -713,7 +713,7 @@ def evaluate_plans(
                 result = check(
                     plan, StructureSet(tuple(covered), plan.structures.grid), proto, arm_name
                 )
-                qa[plan.name] = {**json.loads(result.to_json()), "coverage": coverage}
+                qa[plan.name] = {**result.to_dict(), "coverage": coverage}
                 summary["qa"] = {
                     "arm": arm_name,
                     "verdict": result.verdict.value,
@@ -1397,7 +1397,7 @@ def evaluate_dicom(
             plan_name=plan_name,
             unusable=outside,
         )
-        result["qa"] = json.loads(qa.to_json())
+        result["qa"] = qa.to_dict()
     return _finite(result)
 
 

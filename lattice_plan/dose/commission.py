@@ -350,7 +350,7 @@ def commission(
     model = model_from_parameters(result.x)
     gy_per_mu = 0.01 / _reference_dose_per_mu(model)
     model = model.with_calibration(gy_per_mu)
-    res = fun(result.x)
+    res = result.fun  # the residuals at result.x, as least_squares returns them
     report = {
         "parameters": dict(zip(PARAMETER_NAMES, (float(v) for v in result.x), strict=True)),
         "rms_residual": float(np.sqrt(np.mean(res**2))),

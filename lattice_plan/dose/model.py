@@ -223,10 +223,6 @@ class BeamModel:
         return replace(self, gy_per_mu=float(gy_per_mu))
 
     # ------------------------------------------------------------------ physics
-    @property
-    def n_depth_rows(self) -> int:
-        return len(self.components)
-
     def depth_functions(self, depth_mm: ArrayLike) -> NDArray[np.float64]:
         """Depth functions of all components at radiological depths, shape (n_components, ...)."""
         d = np.asarray(depth_mm, dtype=float)

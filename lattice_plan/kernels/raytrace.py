@@ -102,22 +102,7 @@ def fan_coordinates_and_depth(
         cu = min(max((u - u0) / du, 0.0), nu - 1.0)
         cv = min(max((v - v0) / dv, 0.0), nv - 1.0)
         cs = min(max((s - s0) / ds, 0.0), ns - 1.0)
-        iu0 = min(int(cu), max(nu - 2, 0))
-        iv0 = min(int(cv), max(nv - 2, 0))
-        is0 = min(int(cs), max(ns - 2, 0))
-        fu = cu - iu0
-        fv = cv - iv0
-        fs = cs - is0
-        iu1 = min(iu0 + 1, nu - 1)
-        iv1 = min(iv0 + 1, nv - 1)
-        is1 = min(is0 + 1, ns - 1)
-        a00 = depth_grid[iv0, iu0, is0] * (1.0 - fs) + depth_grid[iv0, iu0, is1] * fs
-        a01 = depth_grid[iv0, iu1, is0] * (1.0 - fs) + depth_grid[iv0, iu1, is1] * fs
-        a10 = depth_grid[iv1, iu0, is0] * (1.0 - fs) + depth_grid[iv1, iu0, is1] * fs
-        a11 = depth_grid[iv1, iu1, is0] * (1.0 - fs) + depth_grid[iv1, iu1, is1] * fs
-        a0 = a00 * (1.0 - fu) + a01 * fu
-        a1 = a10 * (1.0 - fu) + a11 * fu
-        d_out[p] = a0 * (1.0 - fv) + a1 * fv
+        d_out[p] = trilinear_kji(depth_grid, cv, cu, cs)  # grid axes (v, u, s)
 
 
 @jit_parallel

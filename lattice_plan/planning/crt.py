@@ -155,7 +155,7 @@ def _depth_to_surface_mm(
 def locate_target(target: Structure, body: Structure) -> TargetPosition:
     """Classify the target's position in the body from its centroid's depths below the skin."""
     target.require_nonempty("locating the target")
-    centroid = target.points_lps_mm().mean(axis=0)
+    centroid = target.centroid_lps_mm()
     if not body.mask[tuple(np.rint(body.grid.continuous_ijk(centroid)[::-1]).astype(int))]:
         raise PlanningError(
             f"the centroid of {target.name!r} lies outside the body outline {body.name!r}; "
@@ -435,8 +435,7 @@ def build_crt_plan(
     position = locate_target(ptv, body) if body is not None else None
     iso = tuple(
         float(v)
-        for v in np.round(ptv.points_lps_mm().mean(axis=0) / ISOCENTRE_ROUNDING_MM)
-        * ISOCENTRE_ROUNDING_MM
+        for v in np.round(ptv.centroid_lps_mm() / ISOCENTRE_ROUNDING_MM) * ISOCENTRE_ROUNDING_MM
     )
     pp = patient.grid.patient_position
 

@@ -334,7 +334,7 @@ class GEUD(Objective):
 
     def evaluate(self, dose_gy: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
         d = np.maximum(_require_voxels(self, dose_gy), 1e-6)
-        g = float(np.mean(d**self.a) ** (1.0 / self.a))
+        g = self.geud_gy(d)
         dev = float(_hinge(np.array([g - self.dose_gy]), self.sense)[0])
         # dg/dd_i = (1/n) d_i^(a-1) g^(1-a)
         dg = (d ** (self.a - 1.0)) * g ** (1.0 - self.a) / d.size

@@ -331,10 +331,6 @@ class FluenceObjective:
             g_dose[t.voxels] += w * g  # a term's voxels are distinct
         return total, g_dose, values
 
-    def smoothness_value(self, x: NDArray[np.float64]) -> float:
-        dx = self.D @ x
-        return self.smooth_coef * float(dx @ dx)
-
     def __call__(self, x: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
         self.evaluations += 1
         total, g_dose, values = self.dose_terms(self.operator.forward(x))

@@ -142,9 +142,6 @@ class CheckResult:
         """Number of rows per outcome."""
         return {o.value: sum(r.outcome is o for r in self.rows) for o in Outcome}
 
-    def rows_with(self, outcome: Outcome) -> list[ConstraintResult]:
-        return [r for r in self.rows if r.outcome is outcome]
-
     # ---------------------------------------------------------------- output
     def to_dict(self) -> dict[str, Any]:
         return {

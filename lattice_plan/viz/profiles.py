@@ -15,10 +15,10 @@ from scipy import ndimage
 
 from lattice_plan.errors import GeometryError
 from lattice_plan.geometry.volume import Volume
+from lattice_plan.viz.dvh_plot import PLAN_LINESTYLES
 
 _AXES = {"x": 0, "y": 1, "z": 2}
 _AXIS_LABELS = ("x (R → L), mm", "y (A → P), mm", "z (I → S), mm")
-PLAN_LINESTYLES: tuple[str, ...] = ("-", "--", ":", "-.")
 
 
 def _segment(start_lps_mm: ArrayLike, end_lps_mm: ArrayLike) -> tuple[NDArray, NDArray]:
