@@ -164,6 +164,14 @@ def _roi_table(ds: Dataset) -> list[tuple[RoiInfo, list[Dataset]]]:
     return table
 
 
+def structure_name(info: RoiInfo, used: set[str]) -> str:
+    """The name a read ROI gets as a Structure: its ROI name, or ``name_<number>`` when a
+    structure of that name (case-insensitive, in ``used``) exists already; adds it to ``used``."""
+    name = info.name if info.name.casefold() not in used else f"{info.name}_{info.number}"
+    used.add(name.casefold())
+    return name
+
+
 def list_rois(path: str | os.PathLike[str]) -> list[RoiInfo]:
     """The ROIs of an RTSTRUCT file: number, name, type, colour, contour count, skip reason."""
     ds = read_dataset(path, what="RTSTRUCT")
@@ -395,11 +403,9 @@ def _structures_from(
             log.warning(
                 "%s: ROI %r lies outside the target grid; its mask is empty", where, info.name
             )
-        name = info.name
-        if name.casefold() in used:
-            name = f"{name}_{info.number}"
+        name = structure_name(info, used)
+        if name != info.name:
             log.warning("%s: duplicate ROI name %r renamed %r", where, info.name, name)
-        used.add(name.casefold())
         structures.append(Structure(name, mask, grid, info.kind, info.color))
     return StructureSet(tuple(structures), grid), skipped
 

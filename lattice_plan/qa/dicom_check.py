@@ -15,16 +15,14 @@ import os
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
-from pydicom.dataset import Dataset
 
-from lattice_plan.errors import DicomError, ProtocolError
+from lattice_plan.errors import ProtocolError
 from lattice_plan.geometry.grid import Grid
 from lattice_plan.geometry.volume import Volume
 from lattice_plan.io.dicom_common import read_dataset
 from lattice_plan.io.rtdose import load_rtdose
 from lattice_plan.io.rtplan import read_rtplan
-from lattice_plan.io.rtstruct import read_rtstruct
+from lattice_plan.io.rtstruct import _contour_points, _roi_table, read_rtstruct, structure_name
 from lattice_plan.qa.check import CheckResult, check
 from lattice_plan.qa.protocol import Arm, Protocol
 
@@ -109,37 +107,20 @@ def rois_outside_grid(rtstruct_path: str | os.PathLike[str], grid: Grid) -> dict
     """ROI name -> how much of it lies outside ``grid``, for ROIs with contour points beyond
     its voxels (more than half a voxel past the outermost voxel centres)."""
     ds = read_dataset(rtstruct_path, what="RTSTRUCT")
-    names = {
-        int(r.ROINumber): str(r.get("ROIName", "")) for r in ds.get("StructureSetROISequence", [])
-    }
     out = {}
-    for rc in ds.get("ROIContourSequence", []):
-        points = [_contour_data(c) for c in rc.get("ContourSequence", []) or []]
-        pts = np.concatenate([p for p in points if len(p)] or [np.empty((0, 3))])
-        if not len(pts):
+    used: set[str] = set()
+    # The same table, names and contour parsing as read_rtstruct, so the keys are the
+    # names of the structures it returns.
+    for info, contours in _roi_table(ds):
+        if info.skip_reason:
             continue
+        name = structure_name(info, used)
+        pts = np.concatenate([_contour_points(c, name) for c in contours])
         outside = int(np.count_nonzero(~grid.contains_lps(pts)))
         if outside:
-            name = names.get(int(rc.ReferencedROINumber), f"ROI_{int(rc.ReferencedROINumber)}")
             out[name] = (
                 f"{outside} of its {len(pts)} contour points lie outside the dose grid; "
                 "export a dose grid that covers it"
             )
             log.warning("RTSTRUCT %s: ROI %r %s", str(rtstruct_path), name, out[name])
     return out
-
-
-def _contour_data(item: Dataset) -> NDArray[np.float64]:
-    """Contour Data as (n, 3) LPS mm; parses the raw decimal strings directly (pydicom's
-    per-value conversion takes seconds for a structure set of 10^5 points)."""
-    if "ContourData" not in item:
-        return np.empty((0, 3))
-    element = item.get_item("ContourData")
-    raw = getattr(element, "value", None)
-    if isinstance(raw, bytes):
-        values = np.array(raw.split(b"\\"), dtype=float) if raw.strip() else np.empty(0)
-    else:
-        values = np.array([float(v) for v in item.ContourData], dtype=float)
-    if values.size % 3:
-        raise DicomError(f"Contour Data has {values.size} values, not a multiple of 3 (x, y, z)")
-    return values.reshape(-1, 3)

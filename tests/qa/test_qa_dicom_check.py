@@ -221,11 +221,34 @@ def test_rois_reaching_outside_the_dose_grid_are_found():
 def test_contour_data_parsed_raw_or_converted_alike():
     from pydicom.dataset import Dataset
 
-    from lattice_plan.qa.dicom_check import _contour_data
+    # rois_outside_grid parses contours with the RTSTRUCT reader's own parser.
+    from lattice_plan.io.rtstruct import _contour_points
 
     item = Dataset()
     item.ContourData = [1.5, -2.25, 3.0, 4.0, 5.0, 6.0]  # a converted (not raw) element
-    assert _contour_data(item).tolist() == [[1.5, -2.25, 3.0], [4.0, 5.0, 6.0]]
+    assert _contour_points(item, "T").tolist() == [[1.5, -2.25, 3.0], [4.0, 5.0, 6.0]]
     item.ContourData = [1.0, 2.0]
-    with pytest.raises(DicomError, match="not a multiple of 3"):
-        _contour_data(item)
+    with pytest.raises(DicomError, match="2 coordinates"):
+        _contour_points(item, "T")
+
+
+def test_outside_grid_rois_are_named_as_the_reader_names_them(tmp_path):
+    """An ROI with a blank name is read as ROI_<n>; its outside-grid note must use that name,
+    or check() would judge it on its clipped part without saying so."""
+    from lattice_plan.io.rtdose import read_rtdose
+    from lattice_plan.io.rtstruct import read_rtstruct
+
+    folder = reference_path("dicom", "breast-boost-plan")
+    ds = pydicom.dcmread(folder / "rtss.dcm")
+    for roi in ds.StructureSetROISequence:
+        if roi.ROIName == "BODY":
+            roi.ROIName = ""
+    path = tmp_path / "rtss_blank_name.dcm"
+    ds.save_as(path)
+    grid = read_rtdose(folder / "rtdose.dcm").grid
+    half = grid.crop((0, 0, 0), (grid.shape[0] // 2, grid.shape[1], grid.shape[2]))
+    with pytest.warns(DicomWarning):
+        names = read_rtstruct(path, half).names
+    outside = rois_outside_grid(path, half)
+    assert "ROI_1" in outside  # the body reaches past half the dose grid
+    assert set(outside) <= set(names)
