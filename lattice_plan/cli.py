@@ -31,6 +31,7 @@ log = logging.getLogger("lattice_plan.cli")
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+END_CAPS = ("half-slice", "none")  # io.rtstruct.END_CAPS; not imported, to keep --help fast
 
 
 class ProgressBars:
@@ -231,6 +232,17 @@ def _text_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([fmt.format(*header), *(fmt.format(*r) for r in rows)])
 
 
+def _add_end_cap_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--end-cap",
+        choices=END_CAPS,
+        default="half-slice",
+        help="how far each ROI reaches beyond its first and last contour: half a slice "
+        "(default) or not at all ('none', as planning systems that report trapezoid-rule "
+        "volumes do)",
+    )
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from lattice_plan.workflow import evaluate_dicom
 
@@ -252,6 +264,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         arm=args.arm,
         fractions=args.fractions,
         prescription_gy=args.prescription_gy,
+        end_cap=args.end_cap,
     )
     if args.json:
         _write_json(args.json, result)
@@ -321,7 +334,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         metric_list = _metric_list(args.metrics)
         for name, dose_path in zip(names, args.rtdose, strict=True):
             result = evaluate_dicom(
-                _require_file(dose_path, "RTDOSE"), rtstruct, metrics=metric_list
+                _require_file(dose_path, "RTDOSE"),
+                rtstruct,
+                metrics=metric_list,
+                end_cap=args.end_cap,
             )
             columns.append(name)
             for roi, entry in result["structures"].items():
@@ -368,6 +384,7 @@ def _cmd_qa(args: argparse.Namespace) -> int:
         args.arm,
         rtplan_path=args.rtplan,
         fractions=args.fractions,
+        end_cap=args.end_cap,
     )
     if args.json:
         result.write_json(args.json)
@@ -590,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--protocol", metavar="NAME|FILE", help="protocol (default: built-in)")
     ev.add_argument("--arm", help="protocol arm to check the plan against, e.g. SFRT")
+    _add_end_cap_option(ev)
     ev.add_argument("--json", metavar="FILE", help="write the results as JSON")
     ev.set_defaults(func=_cmd_evaluate)
 
@@ -608,6 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--names", nargs="+", metavar="NAME", help="column names of the --rtdose files"
     )
     cmp_.add_argument("--metrics", metavar="LIST", help="metrics for --rtdose (as in evaluate)")
+    _add_end_cap_option(cmp_)
     cmp_.add_argument("--json", metavar="FILE", help="write the table as JSON")
     cmp_.set_defaults(func=_cmd_compare)
 
@@ -643,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     qa.add_argument("--arm", required=True, help="arm of the protocol, e.g. SFRT")
     qa.add_argument("--fractions", type=int, help="number of fractions (default: RTPLAN, arm)")
+    _add_end_cap_option(qa)
     qa.add_argument("--json", metavar="FILE", help="write the result as JSON")
     qa.add_argument("--csv", metavar="FILE", help="write the result table as CSV")
     qa.set_defaults(func=_cmd_qa)

@@ -1259,11 +1259,13 @@ def evaluate_dicom(
     arm: str | None = None,
     fractions: int | None = None,
     prescription_gy: float | None = None,
+    end_cap: str = "half-slice",
 ) -> dict[str, Any]:
     """DVH metrics, PVDR and (with ``arm``) protocol QA of an exported plan from any system.
 
     The structures are rasterised on the CT (``ct_dir``) or, without it, on the
-    dose grid. Returns JSON data: ``{"structures": {ROI: {"volume_cc": ...,
+    dose grid, with the contour end-cap convention ``end_cap`` (see
+    :func:`~lattice_plan.io.rtstruct.read_rtstruct`). Returns JSON data: ``{"structures": {ROI: {"volume_cc": ...,
     metric: value, ...}}, "pvdr": ..., "qa": ..., "notes": [...], ...}`` with
     D-metrics in Gy (unless the string asks for ``[%]`` or ``[cGy]``) and
     V-metrics in the unit the string asks for (default %, ``[cc]`` for cc).
@@ -1329,10 +1331,13 @@ def evaluate_dicom(
         warnings.simplefilter("always", DicomWarning)
         if ct_dir is not None:
             target: Any = read_ct(ct_dir)
-            structures = read_rtstruct(rtstruct_path, target)
+            structures = read_rtstruct(rtstruct_path, target, end_cap=end_cap)
         else:
             structures = read_rtstruct(
-                rtstruct_path, dose.grid, frame_of_reference_uid=rtdose.frame_of_reference_uid
+                rtstruct_path,
+                dose.grid,
+                frame_of_reference_uid=rtdose.frame_of_reference_uid,
+                end_cap=end_cap,
             )
     notes += [str(w.message) for w in caught if issubclass(w.category, DicomWarning)]
     outside = {k.casefold(): v for k, v in rois_outside_grid(rtstruct_path, dose.grid).items()}

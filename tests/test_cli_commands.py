@@ -70,6 +70,22 @@ def test_evaluate_breast_boost_plan_prints_metrics_and_writes_json(tmp_path, cap
     assert tb["EQD2:Dmean"] == pytest.approx(tb["Dmean"], rel=0.02)
 
 
+@pytest.mark.parametrize(("end_cap", "breast_cc"), [("half-slice", 400.4), ("none", 396.4)])
+def test_evaluate_end_cap_option(tmp_path, capsys, end_cap, breast_cc):
+    """--end-cap sets the contour end-cap convention: the Breast's 47 planes end in sections of
+    561 and 2152 mm^2, half a 3 mm slab of each is 4.1 cc (the planning system's own DVH gives
+    396.23 cc, the no-end-cap volume; tests/analysis/test_breast_boost_dvh.py)."""
+    d = reference_path(*BREAST)
+    out = tmp_path / "eval.json"
+    args = ["-q", "evaluate", "--rtdose", str(d / "rtdose.dcm"), "--rtstruct", str(d / "rtss.dcm")]
+    assert main([*args, "--metrics", "Dmean", "--end-cap", end_cap, "--json", str(out)]) == 0
+    breast = json.loads(out.read_text())["structures"]["Breast"]
+    assert breast["volume_cc"] == pytest.approx(breast_cc, abs=0.2)
+    capsys.readouterr()
+    assert main([*args, "--end-cap", "round"]) == 2
+    assert "invalid choice: 'round'" in capsys.readouterr().err
+
+
 def test_evaluate_with_protocol_arm_adds_qa(tmp_path, capsys):
     d = reference_path(*BREAST)
     out = tmp_path / "eval.json"

@@ -60,7 +60,7 @@ def combined_dvh(
     for s in items:
         samples = sample_dose(dose, s, allow_partial=allow_partial)
         doses.append(samples.dose_gy)
-        weights.append(np.full(samples.dose_gy.shape, samples.weight_cc))
+        weights.append(samples.weights_cc)
     label = name or (items[0].name if len(items) == 1 else f"{items[0].name} (+{len(items) - 1})")
     return DVH.from_samples(label, np.concatenate(doses), np.concatenate(weights))
 

@@ -2,7 +2,9 @@
 
 The structure's voxels are split into s^3 sub-voxel points (a rank-1 lattice,
 see :func:`subvoxel_offsets`) and the dose is interpolated trilinearly at each
-point, on whatever grid the dose lives. DVHs (lattice_plan.analysis) and plan
+point, on whatever grid the dose lives. In a partly filled slice (a contour
+end cap, ``Structure.slice_span``) the points are packed into the filled part
+of the slice and weigh only that part's volume. DVHs (lattice_plan.analysis) and plan
 normalisation (lattice_plan.planning) both use this sampler, so a plan
 normalised to "vertex Dmean = 15 Gy" reports exactly that in its DVH metrics.
 """
@@ -30,20 +32,26 @@ _CHUNK_SAMPLES = 1 << 21
 
 @dataclass(frozen=True)
 class DoseSamples:
-    """Doses sampled inside a structure: ``dose_gy[n]`` each standing for ``weight_cc``.
+    """Doses sampled inside a structure: ``dose_gy[n]`` standing for ``weight_cc`` (cc).
 
-    ``structure_volume_cc`` is the whole structure; ``covered_volume_cc`` the part
-    inside the dose grid that was sampled.
+    ``weight_cc`` is one volume for every sample, or one per sample where the
+    structure has partly filled slices. ``structure_volume_cc`` is the whole
+    structure; ``covered_volume_cc`` the part inside the dose grid that was sampled.
     """
 
     dose_gy: NDArray[np.float64]
-    weight_cc: float
+    weight_cc: float | NDArray[np.float64]
     structure_volume_cc: float
     covered_volume_cc: float
 
     @property
     def covered_fraction(self) -> float:
         return self.covered_volume_cc / self.structure_volume_cc
+
+    @property
+    def weights_cc(self) -> NDArray[np.float64]:
+        """The volume (cc) of each sample, as an array like ``dose_gy``."""
+        return np.broadcast_to(np.asarray(self.weight_cc, dtype=float), self.dose_gy.shape)
 
 
 def _auto_subdivisions(n_voxels: int) -> int:
@@ -101,30 +109,40 @@ def sample_dose(
     weight_cc = structure.grid.voxel_volume_cc / s**3
     total_cc = structure.volume_cc
     dose_arr = dose.array
-    if s == 1 and structure.grid.same_as(dose.grid):
+    span = structure.slice_span
+    if s == 1 and span is None and structure.grid.same_as(dose.grid):
         values = np.asarray(dose_arr[structure.mask], dtype=float)
         return DoseSamples(values, weight_cc, total_cc, total_cc)
 
     # Continuous dose-grid (i, j, k) coordinates of the sub-voxel centres, in chunks of
     # about _CHUNK_SAMPLES points so that large structures on fine grids stay in memory.
     T = dose.grid.ijk_from_lps @ structure.grid.lps_from_ijk
-    offsets = subvoxel_offsets(s) @ T[:3, :3].T
+    offsets = subvoxel_offsets(s)
     upper = np.array(dose.grid.shape[::-1], dtype=float) - 0.5
     src = np.asarray(dose_arr, dtype=float)
     k, j, i = _mask_indices(structure.mask)
     step = max(1, _CHUNK_SAMPLES // len(offsets))
     parts = []
-    n_in = 0
+    part_weights = []  # per-sample volumes (cc), only where slices are partly filled
     for lo in range(0, len(k), step):
         sl = slice(lo, lo + step)
-        base = np.stack([i[sl], j[sl], k[sl]], axis=1).astype(float) @ T[:3, :3].T + T[:3, 3]
-        pts = (base[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
-        pts = pts[np.all((pts >= -0.5) & (pts <= upper), axis=1)]
-        n_in += len(pts)
+        pts = np.stack([i[sl], j[sl], k[sl]], axis=1).astype(float)[:, None, :] + offsets
+        if span is not None:
+            # Pack each voxel's points into the filled part of its slice: [lo, hi] about its centre.
+            lo_k, hi_k = span[k[sl], 0, None], span[k[sl], 1, None]
+            pts[..., 2] = k[sl, None] + lo_k + (offsets[:, 2] + 0.5) * (hi_k - lo_k)
+            weights = np.broadcast_to(weight_cc * (hi_k - lo_k), pts.shape[:2])
+        pts = pts.reshape(-1, 3) @ T[:3, :3].T + T[:3, 3]
+        inside = np.all((pts >= -0.5) & (pts <= upper), axis=1)
+        pts = pts[inside]
+        if span is not None:
+            part_weights.append(weights.ravel()[inside])
         # Clamp the half-voxel border onto the outermost centres (nearest-edge extrapolation).
         np.clip(pts, 0.0, upper - 0.5, out=pts)
         parts.append(ndimage.map_coordinates(src, pts[:, ::-1].T, order=1, mode="nearest"))
-    covered_cc = n_in * weight_cc
+    n_in = sum(len(p) for p in parts)
+    sample_weights = np.concatenate(part_weights) if span is not None else None
+    covered_cc = float(sample_weights.sum()) if sample_weights is not None else n_in * weight_cc
     if n_in < len(k) * len(offsets):
         outside_cc = total_cc - covered_cc
         msg = (
@@ -142,4 +160,5 @@ def sample_dose(
                 f"covered {covered_cc:.3g} cc only"
             )
         log.warning("%s; computing on the covered %.3g cc only", msg, covered_cc)
-    return DoseSamples(np.concatenate(parts), weight_cc, total_cc, covered_cc)
+    weights_out = weight_cc if sample_weights is None else sample_weights
+    return DoseSamples(np.concatenate(parts), weights_out, total_cc, covered_cc)

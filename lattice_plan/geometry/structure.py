@@ -74,6 +74,13 @@ class Structure:
     """A named binary mask (array [k, j, i] of bool) on a grid.
 
     ``color`` is RGB 0-255 for display and DICOM export; by default it follows the kind.
+
+    ``slice_span`` (nk, 2), optional: the part of each slice's thickness that the
+    structure fills, as (lo, hi) offsets along k from the slice centre in voxel
+    units (-0.5 <= lo <= hi <= 0.5). Contour readers set it where an end-cap
+    convention fills a slice only partly (see
+    :func:`lattice_plan.io.rtstruct.read_rtstruct`); volumes and dose sampling
+    honour it, and ``None`` means every mask voxel is whole.
     """
 
     name: str
@@ -81,6 +88,7 @@ class Structure:
     grid: Grid
     kind: StructureKind = StructureKind.OAR
     color: tuple[int, int, int] | None = None
+    slice_span: NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -107,6 +115,41 @@ class Structure:
                 f"structure {self.name!r}: color must be three integers 0-255, got {color!r}"
             )
         object.__setattr__(self, "color", tuple(int(c) for c in color))
+        object.__setattr__(self, "slice_span", self._checked_span())
+
+    def _checked_span(self) -> NDArray[np.float64] | None:
+        if self.slice_span is None:
+            return None
+        span = np.array(self.slice_span, dtype=float)
+        if span.shape != (self.grid.shape[0], 2):
+            raise GeometryError(
+                f"structure {self.name!r}: slice_span must have shape ({self.grid.shape[0]}, 2) "
+                f"(one (lo, hi) per slice), got {span.shape}"
+            )
+        tol = 1e-9
+        if (
+            not np.all(np.isfinite(span))
+            or np.any(span[:, 0] < -0.5 - tol)
+            or np.any(span[:, 1] > 0.5 + tol)
+            or np.any(span[:, 0] > span[:, 1])
+        ):
+            raise GeometryError(
+                f"structure {self.name!r}: slice_span must hold -0.5 <= lo <= hi <= 0.5 "
+                "(voxel units about each slice centre)"
+            )
+        span = np.clip(span, -0.5, 0.5)
+        filled = self.mask.any(axis=(1, 2))
+        if np.all(span[filled] == (-0.5, 0.5)):
+            return None  # every filled slice is whole: the plain mask says it all
+        span.setflags(write=False)
+        return span
+
+    @property
+    def slice_fraction(self) -> NDArray[np.float64]:
+        """The filled fraction of each slice's thickness (nk,): 1 where whole (see ``slice_span``)."""
+        if self.slice_span is None:
+            return np.ones(self.grid.shape[0])
+        return self.slice_span[:, 1] - self.slice_span[:, 0]
 
     @property
     def n_voxels(self) -> int:
@@ -118,8 +161,11 @@ class Structure:
 
     @property
     def volume_cc(self) -> float:
-        """Volume of the voxels in the mask, cc."""
-        return self.n_voxels * self.grid.voxel_volume_cc
+        """Volume of the mask voxels (the filled part of partly filled slices), cc."""
+        if self.slice_span is None:
+            return self.n_voxels * self.grid.voxel_volume_cc
+        per_slice = np.count_nonzero(self.mask, axis=(1, 2))
+        return float(per_slice @ self.slice_fraction) * self.grid.voxel_volume_cc
 
     def centroid_lps_mm(self) -> NDArray[np.float64]:
         """Centre of mass of the mask voxels, LPS mm."""
@@ -167,7 +213,7 @@ class Structure:
         """A copy with another name (and optionally kind and colour)."""
         new_kind = self.kind if kind is None else StructureKind.parse(kind)
         new_color = color if color is not None else (self.color if new_kind == self.kind else None)
-        return Structure(name, self.mask, self.grid, new_kind, new_color)
+        return Structure(name, self.mask, self.grid, new_kind, new_color, self.slice_span)
 
     def with_mask(
         self,
@@ -175,7 +221,10 @@ class Structure:
         name: str | None = None,
         kind: StructureKind | str | None = None,
     ) -> Structure:
-        """A structure on the same grid with another mask (same name and kind unless given)."""
+        """A structure on the same grid with another mask (same name and kind unless given).
+
+        The new mask's slices are whole (``slice_span`` is not carried over).
+        """
         new_kind = self.kind if kind is None else StructureKind.parse(kind)
         return Structure(
             name or self.name,
@@ -299,9 +348,10 @@ class StructureSet:
 def structure_on_grid(structure: Structure, grid: Grid) -> Structure:
     """``structure`` rasterised on another grid: voxels whose centre is at least half inside.
 
-    The mask is interpolated trilinearly (as a 0/1 field) at the new voxel
-    centres and thresholded at 0.5; on the same grid the structure is returned
-    as is. For DVHs of small structures on coarse grids use the analysis
+    The mask is interpolated trilinearly (as a 0/1 field, partly filled slices
+    counting their filled fraction) at the new voxel centres and thresholded at
+    0.5; the result's slices are whole. On the same grid the structure is
+    returned as is. For DVHs of small structures on coarse grids use the analysis
     module's sub-voxel sampling instead.
 
     Only the part of ``grid`` around the structure's bounding box (plus one
@@ -317,7 +367,8 @@ def structure_on_grid(structure: Structure, grid: Grid) -> Structure:
     lo = np.maximum(lo - 1, 0)
     hi = np.minimum(hi + 1, structure.grid.shape)
     sub_grid = structure.grid.crop(lo, hi)
-    sub_mask = structure.mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    sub_field = structure.mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(np.float32)
+    sub_field *= structure.slice_fraction[lo[0] : hi[0], None, None].astype(np.float32)
     # Index box of ``grid`` that the cropped box covers, one voxel wider on each side.
     box_lo, box_hi = sub_grid.bounds_lps_mm()
     corners = np.array(
@@ -332,8 +383,6 @@ def structure_on_grid(structure: Structure, grid: Grid) -> Structure:
     lo_d = np.maximum(np.floor(ijk.min(axis=0)).astype(int) - 1, 0)[::-1]
     hi_d = np.minimum(np.ceil(ijk.max(axis=0)).astype(int) + 2, np.array(grid.shape[::-1]))[::-1]
     if np.all(hi_d > lo_d):
-        frac = resample_array(
-            sub_mask.astype(np.float32), sub_grid, grid.crop(lo_d, hi_d), order=1, fill_value=0.0
-        )
+        frac = resample_array(sub_field, sub_grid, grid.crop(lo_d, hi_d), order=1, fill_value=0.0)
         out[lo_d[0] : hi_d[0], lo_d[1] : hi_d[1], lo_d[2] : hi_d[2]] = frac >= 0.5
     return Structure(structure.name, out, grid, structure.kind, structure.color)

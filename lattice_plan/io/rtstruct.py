@@ -4,11 +4,17 @@ Reading (:func:`read_rtstruct`): every ROI with closed planar contours becomes a
 mask on a target grid, the CT grid or any other axial grid (e.g. the RTDOSE
 grid when the CT is incomplete). Per slice the contours combine by the even-odd
 rule, so holes (an inner contour inside an outer one) and several islands work;
-a voxel is inside when its centre is. A grid slice takes the contours of the
-nearest contour plane within half the contour-plane pitch, so structures drawn
-on a CT can be rasterised on a dose grid with another slice spacing. ROIs with
-no contours and POINT/MARKER ROIs are listed in one :class:`DicomWarning` and
-skipped.
+a voxel is inside when its centre is. Along the slice normal each contour
+plane stands for the slab half way to its neighbouring planes; at an end of the
+structure (no plane within 1.5 pitches) the slab reaches half a pitch beyond
+the last contour (``end_cap="half-slice"``, the default, as in dicompyler-core
+and Nelms et al. 2015) or stops at it (``end_cap="none"``, the convention of
+planning systems that report trapezoid-rule volumes). A grid slice takes the
+contours of the nearest plane whose slab it overlaps, so structures drawn on a
+CT can be rasterised on a dose grid with another slice spacing; a slice the
+slabs cover only partly records the covered part (``Structure.slice_span``), so
+volumes and DVHs count only that part. ROIs with no contours and POINT/MARKER
+ROIs are listed in one :class:`DicomWarning` and skipped.
 
 Writing (:func:`write_rtstruct`, :func:`add_to_rtstruct`): contours are the 0.5
 iso-lines of each mask slice (marching squares, by contourpy), with collinear
@@ -62,6 +68,8 @@ STUDY_COMPONENT_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"
 KIND_TAG = "lattice_plan kind "
 _CONTOUR_DATA_TAG = 0x30060050
 _PLANE_TOL_MM = 0.05  # points of one contour, and contours of one plane, agree in z within this
+_SPAN_TOL = 1e-3  # slab overlaps within this fraction of a slice of 0 or 1 count as 0 or 1
+END_CAPS = ("half-slice", "none")
 
 # StructureKind -> DICOM RT ROI Interpreted Type (defined terms, PS3.3 C.8.8.8).
 INTERPRETED_TYPE_OF_KIND: dict[StructureKind, str] = {
@@ -278,7 +286,27 @@ def _rasterise_slice(polygons: list[NDArray[np.float64]], nj: int, ni: int) -> N
     return (np.cumsum(diff[:, :ni], axis=1) & 1).astype(bool)
 
 
-def _roi_mask(contours: list[Dataset], grid: Grid, pitch_mm: float, name: str) -> NDArray[np.bool_]:
+def _plane_slabs_k(
+    plane_k: NDArray[np.float64], pitch_k: float, end_cap: str
+) -> NDArray[np.float64]:
+    """The (lo, hi) slab along k (grid voxel units) that each contour plane stands for.
+
+    A slab reaches half way to a neighbouring plane; where there is none within
+    1.5 pitches (an end, or a gap of missing contours) it reaches half a pitch
+    beyond the plane (``"half-slice"``) or stops at it (``"none"``).
+    """
+    gaps = np.diff(plane_k)
+    joined = gaps <= 1.5 * pitch_k
+    end = 0.5 * pitch_k if end_cap == "half-slice" else 0.0
+    below = np.concatenate([[end], np.where(joined, 0.5 * gaps, end)])
+    above = np.concatenate([np.where(joined, 0.5 * gaps, end), [end]])
+    return np.stack([plane_k - below, plane_k + above], axis=1)
+
+
+def _roi_mask(
+    contours: list[Dataset], grid: Grid, pitch_mm: float, name: str, end_cap: str
+) -> tuple[NDArray[np.bool_], NDArray[np.float64] | None]:
+    """The ROI's mask on ``grid`` and its slice spans (None when every filled slice is whole)."""
     nk, nj, ni = grid.shape
     dk = grid.spacing_mm[0]
     polygons: list[tuple[float, NDArray[np.float64]]] = []
@@ -294,7 +322,7 @@ def _roi_mask(contours: list[Dataset], grid: Grid, pitch_mm: float, name: str) -
         polygons.append((float(ijk[:, 2].mean()), ijk[:, :2]))
     mask = np.zeros(grid.shape, dtype=bool)
     if not polygons:
-        return mask
+        return mask, None
     # Contours within _PLANE_TOL_MM of each other share a plane (z written with rounding noise).
     polygons.sort(key=lambda item: item[0])
     plane_k: list[float] = []
@@ -306,12 +334,32 @@ def _roi_mask(contours: list[Dataset], grid: Grid, pitch_mm: float, name: str) -
             plane_k.append(k_c)
             plane_polys.append([poly])
     planes = np.array(plane_k)
-    half_pitch_k = 0.5 * pitch_mm / dk + 1e-3
-    for k in range(nk):
-        n = int(np.argmin(np.abs(planes - k)))
-        if abs(planes[n] - k) <= half_pitch_k:
-            mask[k] = _rasterise_slice(plane_polys[n], nj, ni)
-    return mask
+    slabs = _plane_slabs_k(planes, pitch_mm / dk, end_cap)
+    span = np.tile([-0.5, 0.5], (nk, 1))
+    first = max(int(np.floor(slabs[0, 0] + 0.5)), 0)
+    last = min(int(np.ceil(slabs[-1, 1] - 0.5)), nk - 1)
+    for k in range(first, last + 1):
+        # Overlap of each plane's slab with slice k, in voxel units about the slice centre.
+        lo = np.maximum(slabs[:, 0] - k, -0.5)
+        hi = np.minimum(slabs[:, 1] - k, 0.5)
+        overlapping = np.flatnonzero(hi - lo > _SPAN_TOL)
+        if len(overlapping) == 0:
+            continue
+        n = overlapping[np.argmin(np.abs(planes[overlapping] - k))]
+        mask[k] = _rasterise_slice(plane_polys[n], nj, ni)
+        span[k] = lo[overlapping].min(), hi[overlapping].max()
+    span[span[:, 0] < -0.5 + _SPAN_TOL, 0] = -0.5
+    span[span[:, 1] > 0.5 - _SPAN_TOL, 1] = 0.5
+    filled = mask.any(axis=(1, 2))
+    return mask, (None if np.all(span[filled] == (-0.5, 0.5)) else span)
+
+
+def _require_end_cap(end_cap: str) -> None:
+    if end_cap not in END_CAPS:
+        raise DicomError(
+            f"unknown end cap {end_cap!r}: use one of {', '.join(map(repr, END_CAPS))} (how far a "
+            "structure reaches beyond its first and last contour)"
+        )
 
 
 def read_rtstruct(
@@ -320,6 +368,7 @@ def read_rtstruct(
     *,
     roi_names: Sequence[str] | None = None,
     frame_of_reference_uid: str | None = None,
+    end_cap: str = "half-slice",
 ) -> StructureSet:
     """Read an RTSTRUCT's ROIs as masks on ``target``'s grid.
 
@@ -329,13 +378,18 @@ def read_rtstruct(
     one), or any axial :class:`Grid` (checked against ``frame_of_reference_uid``
     when given), e.g. an RTDOSE grid. ``roi_names`` restricts the ROIs read
     (case-insensitive; an unknown name is an error). ROIs that cannot give a mask
-    are skipped with one :class:`DicomWarning`.
+    are skipped with one :class:`DicomWarning`. ``end_cap`` is how far a
+    structure reaches beyond its first and last contour planes: ``"half-slice"``
+    (half the contour pitch) or ``"none"`` (see the module docstring).
     """
+    _require_end_cap(end_cap)
     ds = read_dataset(path, what="RTSTRUCT")
     require_modality(ds, "RTSTRUCT", path)
     where = f"RTSTRUCT {str(path)!r}"
     with malformed_as_dicom_error(where):
-        structures, skipped = _structures_from(ds, where, target, roi_names, frame_of_reference_uid)
+        structures, skipped = _structures_from(
+            ds, where, target, roi_names, frame_of_reference_uid, end_cap
+        )
     if skipped:
         warnings.warn(
             f"{where}: skipped {len(skipped)} ROI(s) that give no mask: {', '.join(skipped)}",
@@ -351,6 +405,7 @@ def _structures_from(
     target: Grid | CTSeries | Patient,
     roi_names: Sequence[str] | None,
     frame_of_reference_uid: str | None,
+    end_cap: str,
 ) -> tuple[StructureSet, list[str]]:
     ss_frame = rtstruct_frame_of_reference_uid(ds)
     if isinstance(target, CTSeries):
@@ -398,7 +453,7 @@ def _structures_from(
         if info.skip_reason:
             skipped.append(f"{info.name} ({info.skip_reason})")
             continue
-        mask = _roi_mask(contours, grid, pitch, info.name)
+        mask, span = _roi_mask(contours, grid, pitch, info.name, end_cap)
         if not mask.any():
             log.warning(
                 "%s: ROI %r lies outside the target grid; its mask is empty", where, info.name
@@ -406,7 +461,7 @@ def _structures_from(
         name = structure_name(info, used)
         if name != info.name:
             log.warning("%s: duplicate ROI name %r renamed %r", where, info.name, name)
-        structures.append(Structure(name, mask, grid, info.kind, info.color))
+        structures.append(Structure(name, mask, grid, info.kind, info.color, span))
     return StructureSet(tuple(structures), grid), skipped
 
 

@@ -72,11 +72,15 @@ class Prescription:
         )
 
     def achieved_gy(
-        self, target_dose_gy: NDArray[np.float64] | None = None, point_dose_gy: float | None = None
+        self,
+        target_dose_gy: NDArray[np.float64] | None = None,
+        point_dose_gy: float | None = None,
+        target_weight_cc: NDArray[np.float64] | None = None,
     ) -> float:
         """The normalisation quantity of a dose: the metric over the target's voxel doses, or the point dose.
 
-        ``target_dose_gy`` holds the dose (Gy) of every voxel of the target (equal volumes).
+        ``target_dose_gy`` holds the dose (Gy) at sample points of the target, of
+        equal volumes unless ``target_weight_cc`` gives each one's volume.
         D<p>% is the minimum dose of the hottest p % of the volume (the DVH
         convention: the inverted empirical CDF at 100 - p %, no interpolation
         between samples), so that a DVH of the same samples reports it.
@@ -90,10 +94,11 @@ class Prescription:
                 f"cannot normalise: the prescription target {self.target!r} has no voxels on the dose grid"
             )
         values = np.asarray(target_dose_gy, dtype=float)
+        weights = None if target_weight_cc is None else np.asarray(target_weight_cc, dtype=float)
         if self.method == "Dmean":
-            return float(values.mean())
+            return float(np.average(values, weights=weights))
         p = float(_D_PERCENT.match(self.method).group(1))  # type: ignore[union-attr]
-        return float(np.percentile(values, 100.0 - p, method="inverted_cdf"))
+        return float(np.percentile(values, 100.0 - p, method="inverted_cdf", weights=weights))
 
     def reference_point(self) -> NDArray[np.float64] | None:
         return (

@@ -41,6 +41,7 @@ def check_dicom(
     fractions: int | None = None,
     subdivisions: int | None = None,
     allow_partial: bool = False,
+    end_cap: str = "half-slice",
 ) -> CheckResult:
     """Check an exported plan (RTDOSE + RTSTRUCT, optionally RTPLAN) against an arm.
 
@@ -49,7 +50,9 @@ def check_dicom(
     number of fractions; a BEAM or other partial dose is refused (sum the beams
     first), since a protocol judges the whole course. ROIs whose contours reach
     outside the dose grid are "not evaluated", unless ``allow_partial``: then they
-    are judged on their part inside it, with a note.
+    are judged on their part inside it, with a note. ``end_cap`` is the contour
+    end-cap convention of :func:`~lattice_plan.io.rtstruct.read_rtstruct`
+    (``"none"`` for systems whose stacks stop at their end planes).
     """
     arm = arm if isinstance(arm, Arm) else protocol.arm(arm)  # a wrong arm fails before reading
     rtdose = load_rtdose(rtdose_path)
@@ -88,7 +91,10 @@ def check_dicom(
             "whole plan; export the PLAN dose (or sum the beam doses) and check that"
         )
     structures = read_rtstruct(
-        rtstruct_path, dose.grid, frame_of_reference_uid=rtdose.frame_of_reference_uid
+        rtstruct_path,
+        dose.grid,
+        frame_of_reference_uid=rtdose.frame_of_reference_uid,
+        end_cap=end_cap,
     )
     return check(
         dose,

@@ -263,31 +263,48 @@ def test_samples_of_same_grid_are_voxel_doses():
 
 
 @pytest.mark.parametrize(
-    ("file", "volume_cc"),
+    ("file", "end_cap", "volume_cc"),
     [
         # Exact sphere, r 12 mm: 4/3 pi 12^3 = 7.238 cc (Nelms et al. 2015, Table 1).
-        ("Sphere_20_0.dcm", 7.238),
+        ("Sphere_20_0.dcm", "half-slice", 7.238),
         # Cylinder r 12 mm, h 24 mm (exact 10.857 cc) contoured every 2 mm from z = -12 to 12:
         # each contour stands for a 2 mm slab, so the end caps add half a slice at each end:
         # pi 12^2 (24 + 2) = 11.762 cc.
-        ("Cylinder_20_0.dcm", np.pi * 144 * 26 / 1000),
+        ("Cylinder_20_0.dcm", "half-slice", np.pi * 144 * 26 / 1000),
         # Cone r 12 mm, h 24 mm (exact 3.619 cc): contours of radius 12 - n mm, n = 0..11, each a
         # 2 mm slab: 2 pi sum(m^2, m = 1..12) = 2 pi 650 mm^3 = 4.084 cc.
-        ("Cone_20_0.dcm", 2 * np.pi * 650 / 1000),
+        ("Cone_20_0.dcm", "half-slice", 2 * np.pi * 650 / 1000),
+        # Without end caps the stacks stop at their end planes: the cylinder is its exact
+        # 10.857 cc (pi 12^2 24 mm), the cone the trapezoid rule over its sections,
+        # 2 pi (650 - 144 / 2) mm^3 = 3.632 cc (exact cone 3.619 cc).
+        ("Cylinder_20_0.dcm", "none", 10.857),
+        ("Cone_20_0.dcm", "none", 2 * np.pi * (650 - 72) / 1000),
     ],
 )
-def test_dvh_phantom_rtstructs(file, volume_cc):
+def test_dvh_phantom_rtstructs(file, end_cap, volume_cc):
     """Nelms et al., Med Phys 42 (2015) 4435: the RTSTRUCTs read onto their 0.6 x 0.6 x 2 mm CT,
-    the dose on a 2.4 x 2.4 x 2 mm grid: DVH volumes within 3 % of the analytic volumes under
-    the slab (half-slice end cap) convention of contour stacks."""
+    the dose on a 2.4 x 2.4 x 2 mm grid: DVH volumes within 3 % of the analytic volumes of the
+    contour stacks under each end-cap convention."""
     base = reference_path("dicom", "dvh-phantom")
     ct = read_ct(base / "ct-2mm")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DicomWarning)  # the POINT ROI without contours
-        (structure,) = read_rtstruct(base / "structures" / file, ct)
+        (structure,) = read_rtstruct(base / "structures" / file, ct, end_cap=end_cap)
     g = structure.grid
     lo, hi = structure.bounding_box_lps_mm()
     dose = _linear_dose(Grid.from_extent(lo - 5, hi + 5, (g.spacing_mm[0], 2.4, 2.4)))
     dvh = DVH.from_dose(dose, structure)
     assert dvh.volume_cc == pytest.approx(volume_cc, rel=0.03)
     assert dvh.volume_cc == pytest.approx(structure.volume_cc, rel=1e-9)
+    if file.startswith("Cylinder"):
+        # Dose 10 + 0.5 z along the cylinder's axis: uniform over its length, from the first
+        # to the last contour plane (the outermost voxel centres) plus the end caps, so
+        # Dp% = d(top) - p % of the dose range (analytic; 0.1 Gy = 0.2 mm, a tenth of a slice,
+        # for the polygon sections of the phantom), and no sample lies beyond the caps.
+        cap_mm = 1.0 if end_cap == "half-slice" else 0.0
+        d_lo, d_hi = 10.0 + 0.5 * (lo[2] - cap_mm), 10.0 + 0.5 * (hi[2] + cap_mm)
+        assert d_lo - 1e-9 <= dvh.min_gy < d_lo + 0.1
+        assert d_hi - 0.1 < dvh.max_gy <= d_hi + 1e-9
+        for pct in (95, 50, 5):
+            expected = d_hi - pct / 100 * (d_hi - d_lo)
+            assert dvh.metric(f"D{pct}%") == pytest.approx(expected, abs=0.1)

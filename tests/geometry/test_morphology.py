@@ -17,6 +17,7 @@ from lattice_plan.geometry import (
     subtract,
     union,
 )
+from lattice_plan.geometry.structure import structure_on_grid
 
 
 def sphere(radius_mm, spacing_mm, center=(0.3, -0.2, 0.1), half_width_mm=45.0, name="S"):
@@ -115,3 +116,41 @@ def test_structure_set_lookup_is_case_insensitive_and_immutable():
     assert "CAUDAEQUINA" in ss
     with pytest.raises(ValueError):
         s.mask[0, 0, 0] = True
+
+
+def test_slice_span_sets_volume_and_survives_renaming_only():
+    """A structure whose end slices are half filled (contour end caps, io.rtstruct): volume is
+    (whole slices + 2 halves) x voxel volume; renaming keeps the spans, a new mask drops them,
+    and resampling onto another grid counts the filled fraction before thresholding at 0.5."""
+    g = Grid((6, 4, 4), (2.0, 1.0, 1.0))
+    mask = np.zeros(g.shape, bool)
+    mask[1:5] = True
+    span = np.tile([-0.5, 0.5], (6, 1))
+    span[1] = (0.0, 0.5)
+    span[4] = (-0.5, 0.0)
+    s = Structure("S", mask, g, slice_span=span)
+    assert s.slice_fraction[[1, 2, 4]] == pytest.approx([0.5, 1.0, 0.5])
+    assert s.volume_cc == pytest.approx(3 * 16 * 2.0 / 1000)  # 2 whole + 2 half slices
+    assert s.renamed("T").volume_cc == pytest.approx(s.volume_cc)
+    assert s.with_mask(mask).slice_span is None
+    # Whole spans on every filled slice are the same as none.
+    assert Structure("W", mask, g, slice_span=np.tile([-0.5, 0.5], (6, 1))).slice_span is None
+    # Onto 1 mm slices: the fraction field is 0.5 at the end slices' centres (z = 2, 8 mm) and
+    # 0.25 one slice beyond, so slices z = 2..8 mm are in (7); unweighted 0/1 interpolation
+    # would give 0.5 at z = 1 and 9 mm and take 9 slices.
+    fine = structure_on_grid(s, g.with_spacing((1.0, 1.0, 1.0)))
+    assert np.count_nonzero(fine.mask.any(axis=(1, 2))) == 7
+
+
+@pytest.mark.parametrize(
+    ("span", "match"),
+    [
+        (np.zeros((5, 2)), r"shape \(6, 2\)"),
+        (np.tile([0.2, -0.2], (6, 1)), "lo <= hi"),
+        (np.tile([-0.7, 0.5], (6, 1)), "lo <= hi"),
+    ],
+)
+def test_bad_slice_spans_are_refused(span, match):
+    g = Grid((6, 4, 4), (2.0, 1.0, 1.0))
+    with pytest.raises(GeometryError, match=match):
+        Structure("S", np.ones(g.shape, bool), g, slice_span=span)

@@ -8,6 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from lattice_plan.analysis.dvh import DVH
 from lattice_plan.errors import DicomError
 from lattice_plan.geometry import Grid, Patient, Structure, StructureKind, StructureSet, Volume
 from lattice_plan.geometry.morphology import contract, ring, subtract, union
@@ -362,3 +363,68 @@ def test_structures_of_a_reexported_ct_read_on_the_new_series(phantom, phantom_c
         (partial / f.name).write_bytes(f.read_bytes())
     with pytest.raises(DicomError, match="export is incomplete"):
         read_rtstruct(path, read_ct(partial))
+
+
+@pytest.fixture(scope="module")
+def box_rtstruct(tmp_path_factory):
+    """A 10 x 8 mm box contoured on planes z = 9..24 mm of a 3 mm CT (six planes), and the
+    same box with the plane at z = 15 mm missing (a gap of two pitches)."""
+    tmp = tmp_path_factory.mktemp("box")
+    grid = Grid((12, 20, 20), (3.0, 1.0, 1.0))
+    mask = np.zeros(grid.shape, bool)
+    mask[3:9, 5:13, 4:14] = True  # 8 x 10 voxels of 1 mm^2: contour area 80 mm^2 exactly
+    gapped = mask.copy()
+    gapped[5] = False
+    hu = np.zeros(grid.shape, dtype=np.int16)
+    ct = write_ct_series(Patient(Volume(hu, grid, "HU"), StructureSet((), grid), "P", "N"), tmp)
+    path = tmp / "rs.dcm"
+    write_rtstruct([Structure("Box", mask, grid), Structure("Gapped", gapped, grid)], ct, path)
+    return path, grid
+
+
+@pytest.mark.parametrize(
+    ("end_cap", "box_slabs", "gapped_slabs"),
+    [
+        # Each plane stands for a 3 mm slab; half-slice end caps reach 1.5 mm beyond the ends:
+        # six slabs (18 mm); with the z = 15 mm plane missing the gap (two pitches) stays empty
+        # and each side keeps its own caps: 2 + 3 slabs.
+        ("half-slice", 6.0, 5.0),
+        # No end caps (trapezoid rule): the box stops at its end planes, 15 mm = 5 slabs; the
+        # gapped box is two pieces of 3 mm and 6 mm.
+        ("none", 5.0, 3.0),
+    ],
+)
+@pytest.mark.parametrize("shift_mm", [0.0, 1.5, 1.0])
+def test_end_caps_and_gaps_give_exact_slab_volumes(
+    box_rtstruct, end_cap, box_slabs, gapped_slabs, shift_mm
+):
+    """Volumes of contour stacks (area x covered length, exact for a prism) on the CT grid and
+    on grids whose slices are shifted against the contour planes: a slice that the slabs cover
+    partly counts only the covered part."""
+    path, grid = box_rtstruct
+    shifted = Grid(grid.shape, grid.spacing_mm, (0.0, 0.0, shift_mm))
+    ss = read_rtstruct(path, shifted, end_cap=end_cap)
+    slab_cc = 80.0 * 3.0 / 1000.0
+    assert ss["Box"].volume_cc == pytest.approx(box_slabs * slab_cc, rel=1e-6)
+    assert ss["Gapped"].volume_cc == pytest.approx(gapped_slabs * slab_cc, rel=1e-6)
+
+
+def test_no_end_caps_stop_the_dvh_at_the_end_planes(box_rtstruct):
+    """Dose equal to z (Gy per mm): without end caps the box's DVH runs exactly from the first
+    to the last contour plane (9 to 24 Gy) and its mean is the midpoint, 16.5 Gy; with
+    half-slice caps it reaches 1.5 mm further at each end."""
+    path, grid = box_rtstruct
+    z, _, _ = np.meshgrid(*grid.axis_coords_lps_mm(), indexing="ij")
+    dose = Volume(z.astype(float), grid, "Gy")
+    for end_cap, lo, hi in (("none", 9.0, 24.0), ("half-slice", 7.5, 25.5)):
+        box = read_rtstruct(path, grid, roi_names=["Box"], end_cap=end_cap)["Box"]
+        dvh = DVH.from_dose(dose, box)
+        assert dvh.min_gy >= lo - 1e-9 and dvh.min_gy < lo + 0.1
+        assert dvh.max_gy <= hi + 1e-9 and dvh.max_gy > hi - 0.1
+        assert dvh.mean_gy == pytest.approx(16.5, abs=1e-9)
+
+
+def test_unknown_end_cap_is_refused(box_rtstruct):
+    path, grid = box_rtstruct
+    with pytest.raises(DicomError, match=r"unknown end cap 'round'.*'half-slice', 'none'"):
+        read_rtstruct(path, grid, end_cap="round")

@@ -80,3 +80,40 @@ def test_bad_plans(setup):
         Plan("x", "IMRT", rx, (beam,), ss)
     with pytest.raises(PlanningError, match="no dose"):
         Plan("x", "CRT", rx, (beam,), ss).normalised()
+
+
+def test_partly_filled_slices_weigh_their_filled_part_in_normalisation():
+    """A target whose first slice is half filled (a contour end cap): the prescription metric
+    weighs that slice's samples by half, as its DVH does. Dose 10 + z (Gy, z in mm) on 1 mm
+    slices; the target fills slices z = 1..5 mm of a 10 x 10 box, the first on [1, 1.5] mm
+    only, so it spans z = 1..5.5 mm: analytic mean 10 + 3.25 Gy, D90% (coldest 10 % of
+    4.5 mm) 10 + 1.45 Gy."""
+    g = Grid((7, 10, 10), (1.0, 1.0, 1.0))
+    mask = np.zeros(g.shape, bool)
+    mask[1:6] = True
+    span = np.tile([-0.5, 0.5], (7, 1))
+    span[1] = (0.0, 0.5)
+    target = Structure("PTV", mask, g, StructureKind.PTV, slice_span=span)
+    ss = StructureSet.from_structures([target])
+    z, _, _ = np.meshgrid(*g.axis_coords_lps_mm(), indexing="ij")
+    dose = Volume(10.0 + z, g, "Gy")
+    beam = Beam("AP", 0.0, (0.0, 0.0, 0.0), Jaws.symmetric(100, 100), mu=100.0)
+    mean_rx = Prescription(12.0, 1, "PTV", "Dmean")
+    assert Plan("m", Arm.SFRT, mean_rx, (beam,), ss, dose).achieved_prescription_gy() == (
+        pytest.approx(13.25, abs=1e-9)
+    )
+    assert DVH.from_dose(dose, target).mean_gy == pytest.approx(13.25, abs=1e-9)
+    d90_rx = Prescription(12.0, 1, "PTV", "D90%")
+    d90 = Plan("d", Arm.CRT, d90_rx, (beam,), ss, dose).achieved_prescription_gy()
+    assert d90 == pytest.approx(11.45, abs=0.02)  # 64 sample levels per 0.5 mm slice
+
+
+def test_weighted_percentile_equals_repeated_samples():
+    """Prescription.achieved_gy with per-sample volumes equals the same samples repeated in
+    proportion to their volumes (definition of a volume-weighted empirical CDF)."""
+    rx = Prescription(10.0, 1, "PTV", "D95%")
+    rng = np.random.default_rng(3)
+    dose = rng.uniform(5, 15, 200)
+    reps = rng.integers(1, 4, 200)
+    weighted = rx.achieved_gy(target_dose_gy=dose, target_weight_cc=reps * 0.01)
+    assert weighted == rx.achieved_gy(target_dose_gy=np.repeat(dose, reps))
