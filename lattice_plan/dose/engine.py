@@ -7,7 +7,8 @@ Per beam (DESIGN.md section 4):
    interpolated back (:mod:`lattice_plan.kernels.raytrace`), O(points).
 2. The fluence at the isocentre plane (aperture or beamlet map, times the
    in-air off-axis ratio) is convolved by FFT with each lateral kernel of
-   the beam model (fine grid for the primary, coarse grid for the broad ones).
+   the beam model (fine grid for the primary and short-range scatter, coarse grid for the
+   broad ones).
 3. Each point takes the convolved maps at its projection, weighted by the
    component's depth function at its radiological depth and by the inverse
    square (SAD / s)^2 (:mod:`lattice_plan.kernels.superposition`).
@@ -58,6 +59,9 @@ from lattice_plan.kernels.superposition import gather_beam, scatter_beam
 log = logging.getLogger(__name__)
 
 _GEOMETRY_CACHE_BYTES = 768 * 1024**2
+# Kernel spectra by (kernel, FFT size): beams of one plan share kernels and mostly sizes.
+_SPECTRUM_CACHE: OrderedDict[tuple, tuple] = OrderedDict()
+_SPECTRUM_CACHE_BYTES = 256 * 1024**2
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,15 +128,22 @@ def _depth_weights(
     return out
 
 
+_SCALE_STEP = 0.02  # scatter-kernel distances snap outward to this grid (as s / SAD)
+
+
 def _scatter_planes(s_mm: NDArray[np.float64], sad: float) -> tuple[tuple[float, ...], NDArray]:
-    """Two source distances (as s / SAD) spanning the points, and each point's place between them."""
+    """Two source distances (as s / SAD) spanning the points, and each point's place between them.
+
+    The distances snap outward to multiples of _SCALE_STEP, so that the beams of a plan
+    share their kernels (built once per pair of distances, see BeamModel.map_kernels).
+    """
     valid = s_mm[s_mm > 0]
     if len(valid) == 0:
         return (1.0,), np.zeros(len(s_mm), dtype=np.float32)
-    lo = round(float(valid.min()) / sad, 4)
-    hi = round(float(valid.max()) / sad, 4)
+    lo = round(math.floor(float(valid.min()) / sad / _SCALE_STEP) * _SCALE_STEP, 4)
+    hi = round(math.ceil(float(valid.max()) / sad / _SCALE_STEP) * _SCALE_STEP, 4)
     if hi - lo < 1e-3:
-        return (round(0.5 * (lo + hi), 4),), np.zeros(len(s_mm), dtype=np.float32)
+        return (lo,), np.zeros(len(s_mm), dtype=np.float32)
     blend = np.clip((s_mm / sad - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
     return (lo, hi), blend
 
@@ -356,7 +367,8 @@ class DoseEngine:
         model = self.model if model is None else model
         flo, fhi = field_bounds_mm(beam)
         grids = []
-        fine_reach = (model.map_kernels().fine.shape[0] // 2 + 2) * model.fine_mm
+        widest = max(k.shape[0] for k in model.map_kernels(geom.scales).fine)
+        fine_reach = (widest // 2 + 2) * model.fine_mm
         for reach, h in ((fine_reach, model.fine_mm), (model.kernel_radius_mm, model.coarse_mm)):
             lo = np.array(flo) - reach
             hi = np.array(fhi) + reach
@@ -613,18 +625,21 @@ class FluenceOperator:
             fine_grid, coarse_grid = part["grids"]
             conv = part["conv"]
             geom = part["geom"]
-            fine_buf = np.zeros((self._n_chunks, fine_grid.ny, fine_grid.nx))
+            fine_buf = np.zeros((self._n_chunks, len(conv.fine_rows), fine_grid.ny, fine_grid.nx))
             coarse_buf = np.zeros((self._n_chunks, len(conv.rows), coarse_grid.ny, coarse_grid.nx))
             scatter_beam(
                 g_sel,
                 fine_grid.x0_mm,
                 fine_grid.y0_mm,
                 fine_grid.h_mm,
+                conv.fine_rows,
+                conv.fine_planes,
                 coarse_grid.x0_mm,
                 coarse_grid.y0_mm,
                 coarse_grid.h_mm,
                 conv.rows,
                 conv.planes,
+                conv.n_far,
                 geom.u_mm,
                 geom.v_mm,
                 geom.blend,
@@ -658,12 +673,15 @@ def _gather(
         fine_grid.x0_mm,
         fine_grid.y0_mm,
         fine_grid.h_mm,
+        conv.fine_rows,
+        conv.fine_planes,
         coarse,
         coarse_grid.x0_mm,
         coarse_grid.y0_mm,
         coarse_grid.h_mm,
         conv.rows,
         conv.planes,
+        conv.n_far,
         geom.u_mm,
         geom.v_mm,
         geom.blend,
@@ -682,9 +700,12 @@ class _Convolver:
     """
 
     def __init__(self, kernels: MapKernels, fine_grid: MapGrid, coarse_grid: MapGrid) -> None:
+        self.fine_rows = kernels.fine_rows
+        self.fine_planes = kernels.fine_planes
         self.rows = kernels.coarse_rows
         self.planes = kernels.coarse_planes
-        self._fine = self._plan(kernels.fine, fine_grid.shape)
+        self.n_far = kernels.n_far
+        self._fine = [self._plan(k, fine_grid.shape) for k in kernels.fine]
         self._coarse = [self._plan(k, coarse_grid.shape) for k in kernels.coarse]
 
     @staticmethod
@@ -696,9 +717,19 @@ class _Convolver:
             sfft.next_fast_len(shape[0] + ky - 1, True),
             sfft.next_fast_len(shape[1] + kx - 1, True),
         )
-        spec = sfft.rfft2(kernel, size)
-        spec_flip = sfft.rfft2(kernel[::-1, ::-1], size)
-        return (size, spec, spec_flip, ky // 2, kx // 2, shape)
+        key = (id(kernel), size)
+        hit = _SPECTRUM_CACHE.get(key)
+        if hit is None or hit[0] is not kernel:  # the kernel is kept, so its id is not reused
+            hit = (kernel, sfft.rfft2(kernel, size), sfft.rfft2(kernel[::-1, ::-1], size))
+            _SPECTRUM_CACHE[key] = hit
+            while len(_SPECTRUM_CACHE) > 1 and (
+                sum(v[1].nbytes + v[2].nbytes for v in _SPECTRUM_CACHE.values())
+                > _SPECTRUM_CACHE_BYTES
+            ):
+                _SPECTRUM_CACHE.popitem(last=False)
+        else:
+            _SPECTRUM_CACHE.move_to_end(key)
+        return (size, hit[1], hit[2], ky // 2, kx // 2, shape)
 
     @staticmethod
     def _apply(plan: tuple, spectrum: NDArray | None, image: NDArray, flip: bool) -> NDArray:
@@ -712,23 +743,26 @@ class _Convolver:
         sizes = {p[0] for p in plans if len(p) > 1}
         return {size: sfft.rfft2(image, size) for size in sizes}
 
-    def forward(self, fine_fluence: NDArray, coarse_fluence: NDArray) -> tuple[NDArray, NDArray]:
-        """(fine map, coarse maps (n, ny, nx)) convolved with the kernels."""
-        fs = self._spectra(fine_fluence, [self._fine])
-        fine = self._apply(self._fine, fs.get(self._fine[0]), fine_fluence, False)
-        cs = self._spectra(coarse_fluence, self._coarse)
-        coarse = np.stack(
-            [self._apply(p, cs.get(p[0]), coarse_fluence, False) for p in self._coarse]
+    def _convolve(self, plans: Sequence[tuple], image: NDArray) -> NDArray:
+        spectra = self._spectra(image, plans)
+        return np.ascontiguousarray(
+            np.stack([self._apply(p, spectra.get(p[0]), image, False) for p in plans])
         )
-        return np.ascontiguousarray(fine), np.ascontiguousarray(coarse)
 
-    def adjoint(self, fine_map: NDArray, coarse_maps: NDArray) -> tuple[NDArray, NDArray]:
-        """Transpose of :meth:`forward`: (fine fluence, coarse fluence) gradients."""
-        fine = self._apply(
-            self._fine, self._spectra(fine_map, [self._fine]).get(self._fine[0]), fine_map, True
+    def _correlate_sum(self, plans: Sequence[tuple], maps: NDArray) -> NDArray:
+        out = np.zeros(maps.shape[1:])
+        for plan, m in zip(plans, maps, strict=True):
+            out += self._apply(plan, self._spectra(m, [plan]).get(plan[0]), m, True)
+        return out
+
+    def forward(self, fine_fluence: NDArray, coarse_fluence: NDArray) -> tuple[NDArray, NDArray]:
+        """(fine maps, coarse maps), each (n, ny, nx): the fluences convolved with the kernels."""
+        return self._convolve(self._fine, fine_fluence), self._convolve(
+            self._coarse, coarse_fluence
         )
-        coarse = np.zeros(coarse_maps.shape[1:])
-        for plan, cmap in zip(self._coarse, coarse_maps, strict=True):
-            spec = self._spectra(cmap, [plan]).get(plan[0])
-            coarse += self._apply(plan, spec, cmap, True)
-        return fine, coarse
+
+    def adjoint(self, fine_maps: NDArray, coarse_maps: NDArray) -> tuple[NDArray, NDArray]:
+        """Transpose of :meth:`forward`: (fine fluence, coarse fluence) gradients."""
+        return self._correlate_sum(self._fine, fine_maps), self._correlate_sum(
+            self._coarse, coarse_maps
+        )

@@ -30,6 +30,7 @@ All lengths are mm at the isocentre plane (kernels) or mm of water (depths).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
@@ -44,6 +45,11 @@ from scipy import signal, special
 from lattice_plan.errors import DoseError, InputFileError
 
 KERNEL_TYPES = ("gaussian", "exponential")
+# Scatter kernels narrower than this many coarse pixels go on the fine grid (the coarse one
+# would under-resolve them), cut at _FINE_REACH_WIDTHS widths (exp(-8): 0.03 % of the
+# exponential kernel's integral lies beyond).
+FINE_WIDTH_COARSE_PIXELS = 2.0
+_FINE_REACH_WIDTHS = 8.0
 DEFAULT_MODEL_RESOURCE = "beam_model_6mv.json"
 
 
@@ -236,16 +242,18 @@ class BeamModel:
     def map_kernels(self, scales: tuple[float, ...] = (1.0,)) -> MapKernels:
         """The convolution kernels the engine applies to the fluence maps (cached).
 
-        Fine grid: the primary kernel blurred by the focal spot, weight
-        1 - extrafocal_weight. Coarse grid: the same primary weight unconvolved
-        (used only far from the field, off the fine map); the primary blurred by
-        the extra-focal source; then each phantom-scatter kernel blurred by the
-        whole source, once per entry of ``scales``. Scatter kernel widths are
-        physical (mm in the plane of the dose point): a point at distance s from
-        the source sees them narrowed by scale = s / SAD on the isocentre plane,
-        and the engine interpolates between the scales it asks for. Kernels sum
-        to the source weight they carry, so a broad uniform fluence of 1 gives
-        sum_c D_c(d).
+        Fine grid: the primary kernel blurred by the focal spot, and each
+        short-range scatter kernel (narrower than two coarse pixels) blurred by
+        it, all with weight 1 - extrafocal_weight. Coarse grid: the fine
+        kernels' integrals (used only far from the field, off the fine map); the
+        primary and the short-range kernels blurred by the extra-focal source;
+        then each broad phantom-scatter kernel blurred by the whole source.
+        Scatter kernels are built once per entry of ``scales``: their widths are
+        physical (mm in the plane of the dose point), so a point at distance s
+        from the source sees them narrowed by scale = s / SAD on the isocentre
+        plane, and the engine interpolates between the scales it asks for.
+        Kernels sum to the source weight they carry, so a broad uniform fluence
+        of 1 gives sum_c D_c(d).
         """
         key = (id(self), tuple(round(float(x), 4) for x in scales))
         hit = _KERNEL_CACHE.get(key)
@@ -262,15 +270,20 @@ class BeamModel:
 class MapKernels:
     """Lateral kernels on the fine and coarse map grids.
 
-    ``coarse_rows[m]`` is coarse[m]'s depth row; ``coarse_planes[m]`` is -1 for a
-    kernel that holds at every distance from the source, else the index of the
-    scale (in ``scales``) it was built for.
+    ``fine_rows[f]`` / ``coarse_rows[m]`` is a kernel's depth row;
+    ``fine_planes`` / ``coarse_planes`` is -1 for a kernel that holds at every
+    distance from the source, else the index of the scale (in ``scales``) it
+    was built for. The first ``n_far`` coarse kernels stand in for the fine ones
+    (their integrals, one each) at points off the fine maps.
     """
 
-    fine: NDArray[np.float64]
+    fine: tuple[NDArray[np.float64], ...]
+    fine_rows: NDArray[np.int64]
+    fine_planes: NDArray[np.int64]
     coarse: tuple[NDArray[np.float64], ...]
     coarse_rows: NDArray[np.int64]
     coarse_planes: NDArray[np.int64]
+    n_far: int
     scales: tuple[float, ...]
 
 
@@ -286,10 +299,14 @@ def _gauss_1d(sigma_mm: float, h_mm: float, radius_px: int) -> NDArray[np.float6
     return g / g.sum()
 
 
+@functools.lru_cache(maxsize=64)
 def _exponential_2d(
     lam_mm: float, h_mm: float, radius_px: int, cut_mm: float
 ) -> NDArray[np.float64]:
-    """Pixel-averaged exp(-r/lam) / (2 pi lam r), cut at ``cut_mm``, normalised to unit sum."""
+    """Pixel-averaged exp(-r/lam) / (2 pi lam r), cut at ``cut_mm``, normalised to unit sum.
+
+    Cached (beams of one plan share their kernel distances); the array is read-only.
+    """
     sub = (np.arange(4) - 1.5) / 4.0  # 4 x 4 sub-samples per pixel, never at r = 0
     ax = np.arange(-radius_px, radius_px + 1)
     X = (ax[None, :, None, None] + sub[None, None, None, :]) * h_mm
@@ -300,26 +317,64 @@ def _exponential_2d(
     k[radius_px, radius_px] = 1.0 - math.exp(-r_eq / lam_mm)
     rc = np.hypot(*np.meshgrid(ax * h_mm, ax * h_mm, indexing="ij"))
     k[rc > cut_mm] = 0.0
-    return k / k.sum()
+    k /= k.sum()
+    k.setflags(write=False)
+    return k
 
 
 _KERNEL_CACHE: dict[tuple, tuple[BeamModel, MapKernels]] = {}
+
+
+def _on_fine_grid(model: BeamModel, comp: LateralComponent) -> bool:
+    """A scatter kernel narrower than two coarse pixels is convolved on the fine grid."""
+    return comp.width_mm < FINE_WIDTH_COARSE_PIXELS * model.coarse_mm
+
+
+def _scatter_kernel(comp: LateralComponent, width_mm: float, h_mm: float, radius_mm: float):
+    radius_px = math.ceil(radius_mm / h_mm)
+    if comp.kernel == "exponential":
+        return _exponential_2d(width_mm, h_mm, radius_px, radius_mm)
+    g = _gauss_1d(width_mm, h_mm, radius_px)
+    return np.outer(g, g)
 
 
 def _build_map_kernels(model: BeamModel, scales: tuple[float, ...]) -> MapKernels:
     hf, hc = model.fine_mm, model.coarse_mm
     w_ef = model.extrafocal_weight
     prim = model.components[0]
+    multi = len(scales) > 1
+    # Fine grid: the primary blurred by the focal spot, then the short-range scatter kernels
+    # (one per scale) blurred by it; each carries the focal weight 1 - w_ef.
     sx = math.hypot(prim.width_mm, model.source_sigma_mm[0])
     sy = math.hypot(prim.width_mm, model.source_sigma_mm[1])
     rf = math.ceil(5.0 * max(sx, sy) / hf) + 1
-    fine = np.outer(_gauss_1d(sy, hf, rf), _gauss_1d(sx, hf, rf)) * (1.0 - w_ef)
-    coarse = [np.array([[1.0 - w_ef]])]
-    rows = [0]
-    planes = [-1]
+    fine = [np.outer(_gauss_1d(sy, hf, rf), _gauss_1d(sx, hf, rf)) * (1.0 - w_ef)]
+    fine_rows, fine_planes = [0], [-1]
+    r_focal = math.ceil(5.0 * max(model.source_sigma_mm) / hf) + 1
+    focal = np.outer(
+        _gauss_1d(model.source_sigma_mm[1], hf, r_focal),
+        _gauss_1d(model.source_sigma_mm[0], hf, r_focal),
+    )
+    for plane, scale in enumerate(scales):
+        for n, comp in enumerate(model.components[1:], start=1):
+            if _on_fine_grid(model, comp):
+                width = comp.width_mm / scale
+                k = _scatter_kernel(comp, width, hf, _FINE_REACH_WIDTHS * width)
+                fine.append(signal.fftconvolve(k, focal) * (1.0 - w_ef))
+                fine_rows.append(n)
+                fine_planes.append(plane if multi else -1)
+    # Coarse grid: each fine kernel's integral (used off the fine maps); the extra-focal
+    # blur of the primary and of the short-range kernels; the broad kernels blurred by the
+    # whole source.
+    coarse = [np.array([[1.0 - w_ef]]) for _ in fine]
+    rows, planes = list(fine_rows), list(fine_planes)
     rc = math.ceil(model.kernel_radius_mm / hc)
     s_ef = math.hypot(prim.width_mm, model.extrafocal_sigma_mm)
     r_ef = min(rc, math.ceil(4.0 * s_ef / hc) + 1)
+    ef = np.outer(
+        _gauss_1d(model.extrafocal_sigma_mm, hc, r_ef),
+        _gauss_1d(model.extrafocal_sigma_mm, hc, r_ef),
+    )
     if w_ef > 0:
         coarse.append(np.outer(_gauss_1d(s_ef, hc, r_ef), _gauss_1d(s_ef, hc, r_ef)) * w_ef)
         rows.append(0)
@@ -329,27 +384,26 @@ def _build_map_kernels(model: BeamModel, scales: tuple[float, ...]) -> MapKernel
         _gauss_1d(model.source_sigma_mm[1], hc, r_src),
         _gauss_1d(model.source_sigma_mm[0], hc, r_src),
     ) * (1.0 - w_ef)
-    ef = np.outer(
-        _gauss_1d(model.extrafocal_sigma_mm, hc, r_ef),
-        _gauss_1d(model.extrafocal_sigma_mm, hc, r_ef),
-    )
     source = np.pad(source, r_ef - r_src) + w_ef * ef
     for plane, scale in enumerate(scales):
         for n, comp in enumerate(model.components[1:], start=1):
-            width = comp.width_mm / scale
-            if comp.kernel == "exponential":
-                k = _exponential_2d(width, hc, rc, model.kernel_radius_mm)
+            k = _scatter_kernel(comp, comp.width_mm / scale, hc, model.kernel_radius_mm)
+            if _on_fine_grid(model, comp):
+                if w_ef == 0:
+                    continue
+                k = signal.fftconvolve(k, ef, mode="same") * w_ef
             else:
-                g = _gauss_1d(width, hc, rc)
-                k = np.outer(g, g)
-            k = signal.fftconvolve(k, source, mode="same")
+                k = signal.fftconvolve(k, source, mode="same")
             coarse.append(np.ascontiguousarray(k))
             rows.append(n)
-            planes.append(plane if len(scales) > 1 else -1)
+            planes.append(plane if multi else -1)
     return MapKernels(
-        np.ascontiguousarray(fine),
+        tuple(np.ascontiguousarray(k) for k in fine),
+        np.array(fine_rows, dtype=np.int64),
+        np.array(fine_planes, dtype=np.int64),
         tuple(coarse),
         np.array(rows, dtype=np.int64),
         np.array(planes, dtype=np.int64),
+        len(fine),
         tuple(scales),
     )

@@ -1,20 +1,22 @@
 """Pencil-beam superposition for one beam: gather convolved fluence maps at points, and its adjoint.
 
 Two map grids on the isocentre plane (pixel [iy, ix] centred at
-(x0 + ix*h, y0 + iy*h) mm): a fine map holding the fluence convolved with the
-narrow primary kernel, and coarse maps holding the broad components. For
-point p with isocentre-plane projection (u[p], v[p]) (mm) the dose is
+(x0 + ix*h, y0 + iy*h) mm): fine maps holding the fluence convolved with the
+narrow kernels (the primary and any short-range scatter), and coarse maps
+holding the broad components. For point p with isocentre-plane projection
+(u[p], v[p]) (mm) the dose is
 
-    scale * ( w[0, p] * bilinear(fine, u, v)                       if (u, v) lies on the fine map
-              w[0, p] * bilinear(coarse[0], u, v)                  otherwise (primary far from the field)
-              + sum_{m >= 1} f_m(p) * w[rows[m], p] * bilinear(coarse[m], u, v) )
+    scale * ( sum_f  f_f(p) * w[fine_rows[f], p] * bilinear(fine[f], u, v)     if (u, v) is on the fine maps
+              + sum_{m >= n_far}  f_m(p) * w[rows[m], p] * bilinear(coarse[m], u, v)
+              + sum_{m < n_far}   f_m(p) * w[rows[m], p] * bilinear(coarse[m], u, v)  if it is not )
 
-``w`` holds each depth row's depth function at the point's radiological
-depth times the inverse-square factor; ``rows`` maps coarse map m to its depth
-row (rows[0] must be 0). Coarse maps built for two distances from the source
+The first ``n_far`` coarse maps stand in for the fine maps far from the field.
+``w`` holds each depth row's depth function at the point's radiological depth
+times the inverse-square factor. Maps built for two distances from the source
 are blended: f_m(p) = 1 when planes[m] < 0, 1 - t[p] when planes[m] == 0 and
-t[p] when planes[m] == 1. Points off a map get nothing from it. ``sel`` lists
-the points to evaluate; output q belongs to point sel[q].
+t[p] when planes[m] == 1 (likewise fine_planes for the fine maps). Points off a
+map get nothing from it. ``sel`` lists the points to evaluate; output q belongs
+to point sel[q].
 """
 
 from __future__ import annotations
@@ -42,48 +44,101 @@ def _plane_factor(plane, t):
     return 1.0 - t if plane == 0 else t
 
 
+@jit
+def _maps_at(maps, rows, planes, start, ix, iy, ix1, iy1, fx, fy, tp, w, p):
+    """Sum over maps m >= start of blend * depth weight * bilinear value at the cell."""
+    acc = 0.0
+    for m in range(start, maps.shape[0]):
+        val = (maps[m, iy, ix] * (1.0 - fx) + maps[m, iy, ix1] * fx) * (1.0 - fy) + (
+            maps[m, iy1, ix] * (1.0 - fx) + maps[m, iy1, ix1] * fx
+        ) * fy
+        acc += _plane_factor(planes[m], tp) * w[rows[m], p] * val
+    return acc
+
+
+@jit
+def _spread_to_maps(buf, rows, planes, start, ix, iy, ix1, iy1, fx, fy, tp, w, p, a):
+    """Transpose of :func:`_maps_at`: add a times each map's weight to the cell's corners."""
+    for m in range(start, buf.shape[0]):
+        b = a * _plane_factor(planes[m], tp) * w[rows[m], p]
+        buf[m, iy, ix] += b * (1.0 - fx) * (1.0 - fy)
+        buf[m, iy, ix1] += b * fx * (1.0 - fy)
+        buf[m, iy1, ix] += b * (1.0 - fx) * fy
+        buf[m, iy1, ix1] += b * fx * fy
+
+
 @jit_parallel
 def gather_beam(
-    fine, fx0, fy0, fh, coarse, cx0, cy0, ch, rows, planes, u, v, t, w, sel, scale, out
+    fine,
+    fx0,
+    fy0,
+    fh,
+    fine_rows,
+    fine_planes,
+    coarse,
+    cx0,
+    cy0,
+    ch,
+    rows,
+    planes,
+    n_far,
+    u,
+    v,
+    t,
+    w,
+    sel,
+    scale,
+    out,
 ):  # pragma: no cover - compiled
     """out[q] += the beam's dose at point sel[q] (see the module docstring)."""
-    nyf, nxf = fine.shape
-    ncm, nyc, nxc = coarse.shape
+    nyf, nxf = fine.shape[1], fine.shape[2]
+    nyc, nxc = coarse.shape[1], coarse.shape[2]
     for q in prange(sel.shape[0]):
         p = sel[q]
         acc = 0.0
         ix, iy, ix1, iy1, fx, fy = _cell(u[p], v[p], fx0, fy0, fh, nxf, nyf)
         on_fine = ix >= 0
         if on_fine:
-            val = (fine[iy, ix] * (1.0 - fx) + fine[iy, ix1] * fx) * (1.0 - fy) + (
-                fine[iy1, ix] * (1.0 - fx) + fine[iy1, ix1] * fx
-            ) * fy
-            acc += w[0, p] * val
+            acc += _maps_at(fine, fine_rows, fine_planes, 0, ix, iy, ix1, iy1, fx, fy, t[p], w, p)
         ix, iy, ix1, iy1, fx, fy = _cell(u[p], v[p], cx0, cy0, ch, nxc, nyc)
         if ix >= 0:
-            start = 1 if on_fine else 0
-            for m in range(start, ncm):
-                val = (coarse[m, iy, ix] * (1.0 - fx) + coarse[m, iy, ix1] * fx) * (1.0 - fy) + (
-                    coarse[m, iy1, ix] * (1.0 - fx) + coarse[m, iy1, ix1] * fx
-                ) * fy
-                acc += _plane_factor(planes[m], t[p]) * w[rows[m], p] * val
+            start = n_far if on_fine else 0
+            acc += _maps_at(coarse, rows, planes, start, ix, iy, ix1, iy1, fx, fy, t[p], w, p)
         out[q] += scale * acc
 
 
 @jit_parallel
 def scatter_beam(
-    g, fx0, fy0, fh, cx0, cy0, ch, rows, planes, u, v, t, w, sel, scale, fine_buf, coarse_buf
+    g,
+    fx0,
+    fy0,
+    fh,
+    fine_rows,
+    fine_planes,
+    cx0,
+    cy0,
+    ch,
+    rows,
+    planes,
+    n_far,
+    u,
+    v,
+    t,
+    w,
+    sel,
+    scale,
+    fine_buf,
+    coarse_buf,
 ):  # pragma: no cover - compiled
     """Adjoint of :func:`gather_beam`: accumulate the transposed gather of g into the buffers.
 
-    fine_buf: (n_chunks, nyf, nxf); coarse_buf: (n_chunks, ncm, nyc, nxc); both zeroed
-    by the caller, which sums them over axis 0. Chunk t handles a contiguous
-    slice of ``sel`` so threads never write the same buffer.
+    fine_buf: (n_chunks, n_fine, nyf, nxf); coarse_buf: (n_chunks, n_coarse, nyc, nxc);
+    both zeroed by the caller, which sums them over axis 0. Chunk t handles a
+    contiguous slice of ``sel`` so threads never write the same buffer.
     """
-    n_chunks, nyf, nxf = fine_buf.shape
-    ncm = coarse_buf.shape[1]
-    nyc = coarse_buf.shape[2]
-    nxc = coarse_buf.shape[3]
+    n_chunks = fine_buf.shape[0]
+    nyf, nxf = fine_buf.shape[2], fine_buf.shape[3]
+    nyc, nxc = coarse_buf.shape[2], coarse_buf.shape[3]
     m_total = sel.shape[0]
     per = (m_total + n_chunks - 1) // n_chunks
     for chunk in prange(n_chunks):
@@ -97,17 +152,25 @@ def scatter_beam(
             ix, iy, ix1, iy1, fx, fy = _cell(u[p], v[p], fx0, fy0, fh, nxf, nyf)
             on_fine = ix >= 0
             if on_fine:
-                b = a * w[0, p]
-                fine_buf[chunk, iy, ix] += b * (1.0 - fx) * (1.0 - fy)
-                fine_buf[chunk, iy, ix1] += b * fx * (1.0 - fy)
-                fine_buf[chunk, iy1, ix] += b * (1.0 - fx) * fy
-                fine_buf[chunk, iy1, ix1] += b * fx * fy
+                _spread_to_maps(
+                    fine_buf[chunk],
+                    fine_rows,
+                    fine_planes,
+                    0,
+                    ix,
+                    iy,
+                    ix1,
+                    iy1,
+                    fx,
+                    fy,
+                    t[p],
+                    w,
+                    p,
+                    a,
+                )
             ix, iy, ix1, iy1, fx, fy = _cell(u[p], v[p], cx0, cy0, ch, nxc, nyc)
             if ix >= 0:
-                start = 1 if on_fine else 0
-                for m in range(start, ncm):
-                    b = a * _plane_factor(planes[m], t[p]) * w[rows[m], p]
-                    coarse_buf[chunk, m, iy, ix] += b * (1.0 - fx) * (1.0 - fy)
-                    coarse_buf[chunk, m, iy, ix1] += b * fx * (1.0 - fy)
-                    coarse_buf[chunk, m, iy1, ix] += b * (1.0 - fx) * fy
-                    coarse_buf[chunk, m, iy1, ix1] += b * fx * fy
+                start = n_far if on_fine else 0
+                _spread_to_maps(
+                    coarse_buf[chunk], rows, planes, start, ix, iy, ix1, iy1, fx, fy, t[p], w, p, a
+                )

@@ -106,44 +106,60 @@ def _bilinear_reference(fmap, x0, y0, h, u, v):
 
 
 def _random_maps(rng):
-    fine = rng.uniform(size=(9, 11))
+    fine = rng.uniform(size=(2, 9, 11))  # the primary and a short-range kernel
     fine_geo = (-5.0, -4.0, 1.0)  # x0, y0, h: covers x -5..5, y -4..4
+    fine_rows = np.array([0, 1], dtype=np.int64)
+    fine_planes = np.array([-1, 0], dtype=np.int64)
     coarse_geo = (-12.0, -10.0, 4.0)  # covers x -12..12, y -10..10
-    coarse = rng.uniform(size=(4, 6, 7))
-    rows = np.array([0, 0, 1, 1], dtype=np.int64)
-    planes = np.array([-1, -1, 0, 1], dtype=np.int64)  # the scatter map at two distances
+    coarse = rng.uniform(size=(5, 6, 7))
+    rows = np.array([0, 1, 0, 1, 1], dtype=np.int64)  # two far stand-ins, then broad maps
+    planes = np.array([-1, 0, -1, 0, 1], dtype=np.int64)  # a scatter map at two distances
+    n_far = 2
     n = 400
     u = rng.uniform(-14, 14, n).astype(np.float32)
     v = rng.uniform(-12, 12, n).astype(np.float32)
     t = rng.uniform(size=n).astype(np.float32)
     w = rng.uniform(size=(2, n)).astype(np.float32)
     sel = rng.choice(n, size=300, replace=False).astype(np.int64)
-    return fine, coarse, fine_geo, coarse_geo, rows, planes, u, v, t, w, sel
+    fine_args = (fine, *fine_geo, fine_rows, fine_planes)
+    coarse_args = (coarse, *coarse_geo, rows, planes, n_far)
+    return fine_args, coarse_args, u, v, t, w, sel
 
 
 def _blend(plane, t):
     return np.ones_like(t) if plane < 0 else (1.0 - t if plane == 0 else t)
 
 
-def _gather_reference(fine, coarse, fine_geo, coarse_geo, rows, planes, u, v, t, w, sel, scale):
+_CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def _corner_weights(fx, fy):
+    return ((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy)
+
+
+def _gather_reference(fine_args, coarse_args, u, v, t, w, sel, scale):
+    fine, fx0, fy0, fh, fine_rows, fine_planes = fine_args
+    coarse, cx0, cy0, ch, rows, planes, n_far = coarse_args
     uu, vv = u[sel].astype(float), v[sel].astype(float)
     ww = w[:, sel].astype(float)
     tt = t[sel].astype(float)
-    fval, on_fine, _ = _bilinear_reference(fine, *fine_geo, uu, vv)
-    out = ww[0] * fval
+    out = np.zeros(len(sel))
+    for f in range(fine.shape[0]):
+        fval, on_fine, _ = _bilinear_reference(fine[f], fx0, fy0, fh, uu, vv)
+        out += _blend(fine_planes[f], tt) * ww[fine_rows[f]] * fval
     for m in range(coarse.shape[0]):
-        cval, _, _ = _bilinear_reference(coarse[m], *coarse_geo, uu, vv)
-        use = ~on_fine if m == 0 else np.ones_like(on_fine)
+        cval, _, _ = _bilinear_reference(coarse[m], cx0, cy0, ch, uu, vv)
+        use = ~on_fine if m < n_far else np.ones_like(on_fine)
         out = out + np.where(use, _blend(planes[m], tt) * ww[rows[m]] * cval, 0.0)
     return scale * out
 
 
 def test_gather_beam_matches_numpy_bilinear_reference():
     rng = np.random.default_rng(3)
-    fine, coarse, fg, cg, rows, planes, u, v, t, w, sel = _random_maps(rng)
+    fine_args, coarse_args, u, v, t, w, sel = _random_maps(rng)
     out = np.full(len(sel), 0.5)
-    gather_beam(fine, *fg, coarse, *cg, rows, planes, u, v, t, w, sel, 2.0, out)
-    ref = 0.5 + _gather_reference(fine, coarse, fg, cg, rows, planes, u, v, t, w, sel, 2.0)
+    gather_beam(*fine_args, *coarse_args, u, v, t, w, sel, 2.0, out)
+    ref = 0.5 + _gather_reference(fine_args, coarse_args, u, v, t, w, sel, 2.0)
     np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
     # some points fall off both maps, some only off the fine map: both branches are exercised
     assert np.any(out == 0.5) and np.any(out != 0.5)
@@ -152,41 +168,34 @@ def test_gather_beam_matches_numpy_bilinear_reference():
 @pytest.mark.parametrize("n_chunks", [1, 3])
 def test_scatter_beam_matches_numpy_add_at_reference(n_chunks):
     rng = np.random.default_rng(4)
-    fine, coarse, fg, cg, rows, planes, u, v, t, w, sel = _random_maps(rng)
+    fine_args, coarse_args, u, v, t, w, sel = _random_maps(rng)
+    fine, fx0, fy0, fh, fine_rows, fine_planes = fine_args
+    coarse, cx0, cy0, ch, rows, planes, n_far = coarse_args
     g = rng.normal(size=len(sel))
     fine_buf = np.zeros((n_chunks, *fine.shape))
     coarse_buf = np.zeros((n_chunks, *coarse.shape))
-    scatter_beam(g, *fg, *cg, rows, planes, u, v, t, w, sel, 1.5, fine_buf, coarse_buf)
+    scatter_beam(g, *fine_args[1:], *coarse_args[1:], u, v, t, w, sel, 1.5, fine_buf, coarse_buf)
     uu, vv = u[sel].astype(float), v[sel].astype(float)
     ww = w[:, sel].astype(float)
     tt = t[sel].astype(float)
     ref_f = np.zeros(fine.shape)
-    _, on_fine, (ix, iy, fx, fy) = _bilinear_reference(fine, *fg, uu, vv)
-    a = np.where(on_fine, 1.5 * g * ww[0], 0.0)
-    for dy, dx, wt in (
-        (0, 0, (1 - fx) * (1 - fy)),
-        (0, 1, fx * (1 - fy)),
-        (1, 0, (1 - fx) * fy),
-        (1, 1, fx * fy),
-    ):
-        np.add.at(ref_f, (iy + dy, ix + dx), a * wt)
+    for f in range(fine.shape[0]):
+        _, on_fine, (ix, iy, fx, fy) = _bilinear_reference(fine[f], fx0, fy0, fh, uu, vv)
+        a = np.where(on_fine, 1.5 * g * _blend(fine_planes[f], tt) * ww[fine_rows[f]], 0.0)
+        for (dy, dx), wt in zip(_CORNERS, _corner_weights(fx, fy), strict=True):
+            np.add.at(ref_f[f], (iy + dy, ix + dx), a * wt)
     ref_c = np.zeros(coarse.shape)
     for m in range(coarse.shape[0]):
-        _, on_c, (ix, iy, fx, fy) = _bilinear_reference(coarse[m], *cg, uu, vv)
-        use = on_c & (~on_fine if m == 0 else True)
+        _, on_c, (ix, iy, fx, fy) = _bilinear_reference(coarse[m], cx0, cy0, ch, uu, vv)
+        use = on_c & (~on_fine if m < n_far else True)
         a = np.where(use, 1.5 * g * _blend(planes[m], tt) * ww[rows[m]], 0.0)
-        for dy, dx, wt in (
-            (0, 0, (1 - fx) * (1 - fy)),
-            (0, 1, fx * (1 - fy)),
-            (1, 0, (1 - fx) * fy),
-            (1, 1, fx * fy),
-        ):
+        for (dy, dx), wt in zip(_CORNERS, _corner_weights(fx, fy), strict=True):
             np.add.at(ref_c[m], (iy + dy, ix + dx), a * wt)
     np.testing.assert_allclose(fine_buf.sum(axis=0), ref_f, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(coarse_buf.sum(axis=0), ref_c, rtol=1e-10, atol=1e-12)
     # and it is the transpose of the gather: <gather(maps), g> = <maps, scatter(g)>
     out = np.zeros(len(sel))
-    gather_beam(fine, *fg, coarse, *cg, rows, planes, u, v, t, w, sel, 1.5, out)
+    gather_beam(*fine_args, *coarse_args, u, v, t, w, sel, 1.5, out)
     lhs = float(out @ g)
     rhs = float((fine * ref_f).sum() + (coarse * ref_c).sum())
     assert lhs == pytest.approx(rhs, rel=1e-12)
