@@ -627,23 +627,12 @@ class FluenceOperator:
             geom = part["geom"]
             fine_buf = np.zeros((self._n_chunks, len(conv.fine_rows), fine_grid.ny, fine_grid.nx))
             coarse_buf = np.zeros((self._n_chunks, len(conv.rows), coarse_grid.ny, coarse_grid.nx))
+            fine_layout, coarse_layout = conv.layouts(fine_grid, coarse_grid)
             scatter_beam(
                 g_sel,
-                fine_grid.x0_mm,
-                fine_grid.y0_mm,
-                fine_grid.h_mm,
-                conv.fine_rows,
-                conv.fine_planes,
-                coarse_grid.x0_mm,
-                coarse_grid.y0_mm,
-                coarse_grid.h_mm,
-                conv.rows,
-                conv.planes,
-                conv.n_far,
-                geom.u_mm,
-                geom.v_mm,
-                geom.blend,
-                geom.weights,
+                *fine_layout,
+                *coarse_layout,
+                *_point_args(geom),
                 sel,
                 scale,
                 fine_buf,
@@ -668,28 +657,15 @@ def _gather(
     scale: float,
     out: NDArray,
 ) -> None:
+    fine_layout, coarse_layout = conv.layouts(fine_grid, coarse_grid)
     gather_beam(
-        fine,
-        fine_grid.x0_mm,
-        fine_grid.y0_mm,
-        fine_grid.h_mm,
-        conv.fine_rows,
-        conv.fine_planes,
-        coarse,
-        coarse_grid.x0_mm,
-        coarse_grid.y0_mm,
-        coarse_grid.h_mm,
-        conv.rows,
-        conv.planes,
-        conv.n_far,
-        geom.u_mm,
-        geom.v_mm,
-        geom.blend,
-        geom.weights,
-        sel,
-        float(scale),
-        out,
+        fine, *fine_layout, coarse, *coarse_layout, *_point_args(geom), sel, float(scale), out
     )
+
+
+def _point_args(geom: PointGeometry) -> tuple:
+    """The per-point arrays of the superposition kernels: projections, blend, depth weights."""
+    return geom.u_mm, geom.v_mm, geom.blend, geom.weights
 
 
 class _Convolver:
@@ -707,6 +683,21 @@ class _Convolver:
         self.n_far = kernels.n_far
         self._fine = [self._plan(k, fine_grid.shape) for k in kernels.fine]
         self._coarse = [self._plan(k, coarse_grid.shape) for k in kernels.coarse]
+
+    def layouts(self, fine_grid: MapGrid, coarse_grid: MapGrid) -> tuple[tuple, tuple]:
+        """The superposition kernels' map arguments after each map stack: (origin, pitch, rows,
+        planes) of the fine maps, and the same plus ``n_far`` for the coarse ones."""
+        return (
+            (fine_grid.x0_mm, fine_grid.y0_mm, fine_grid.h_mm, self.fine_rows, self.fine_planes),
+            (
+                coarse_grid.x0_mm,
+                coarse_grid.y0_mm,
+                coarse_grid.h_mm,
+                self.rows,
+                self.planes,
+                self.n_far,
+            ),
+        )
 
     @staticmethod
     def _plan(kernel: NDArray, shape: tuple[int, int]) -> tuple:
