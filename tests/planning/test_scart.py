@@ -18,32 +18,10 @@ from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.errors import PlanningError
 from lattice_plan.planning.prescription import prescription_from
 from lattice_plan.planning.scart import ScartParameters, build_scart_plan
+from tests.planning.conftest import check_tg101, ct_voxel_doses
 
 RX_GY = 15.0
 ITERATIONS = 40
-
-
-def ct_voxel_doses(plan, name: str) -> np.ndarray:
-    """Plan dose (Gy) interpolated (trilinear) at the CT voxel centres of structure ``name``."""
-    ijk = plan.dose.grid.continuous_ijk(plan.structures[name].points_lps_mm())
-    return ndimage.map_coordinates(plan.dose.array, ijk[:, ::-1].T, order=1, mode="nearest")
-
-
-def d_cc(doses: np.ndarray, volume_cc: float, voxel_cc: float) -> float:
-    """Dose received by the hottest ``volume_cc`` (at least one voxel)."""
-    return float(np.sort(doses)[::-1][max(1, round(volume_cc / voxel_cc)) - 1])
-
-
-def check_tg101(plan, voxel_cc: float) -> None:
-    """TG-101 one-fraction limits (Benedict et al. 2010, Table III) and cord/cauda < 10 Gy."""
-    assert d_cc(ct_voxel_doses(plan, "CaudaEquina"), 0.03, voxel_cc) < 10.0
-    assert d_cc(ct_voxel_doses(plan, "SpinalCanal"), 0.03, voxel_cc) < 10.0
-    assert d_cc(ct_voxel_doses(plan, "Skin"), 0.03, voxel_cc) < 26.0
-    assert d_cc(ct_voxel_doses(plan, "Bowel"), 0.03, voxel_cc) < 15.4
-    kidneys = np.r_[ct_voxel_doses(plan, "Kidney_L"), ct_voxel_doses(plan, "Kidney_R")]
-    assert np.count_nonzero(kidneys < 8.4) * voxel_cc >= min(200.0, kidneys.size * voxel_cc)
-    liver = ct_voxel_doses(plan, "Liver")
-    assert np.count_nonzero(liver < 9.1) * voxel_cc >= min(700.0, liver.size * voxel_cc)
 
 
 @pytest.fixture(scope="module")

@@ -18,46 +18,17 @@ import itertools
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.errors import PlanningError
 from lattice_plan.planning.beams import coplanar_arrangement, fluence_beams
 from lattice_plan.planning.objectives import MaxDose, MinDose
 from lattice_plan.planning.sfrt import build_sfrt_plan
+from tests.planning.conftest import check_tg101, ct_voxel_doses
 
 RX_GY = 15.0
 # Tests stop at 40 iterations (the default is 200 with a stall rule); the metrics hold there.
 ITERATIONS = 40
-
-
-def ct_voxel_doses(plan, name: str) -> np.ndarray:
-    """Plan dose (Gy) interpolated at the CT voxel centres of structure ``name``."""
-    s = plan.structures[name]
-    dose = plan.dose
-    ijk = dose.grid.continuous_ijk(s.points_lps_mm())
-    return ndimage.map_coordinates(dose.array, ijk[:, ::-1].T, order=1, mode="nearest")
-
-
-def d_cc(doses: np.ndarray, volume_cc: float, voxel_cc: float) -> float:
-    """Dose received by the hottest ``volume_cc`` (at least one voxel)."""
-    n = max(1, round(volume_cc / voxel_cc))
-    return float(np.sort(doses)[::-1][n - 1])
-
-
-def check_tg101(plan, voxel_cc: float) -> None:
-    """Every OAR of the phantom under its TG-101 single-fraction limit (module docstring)."""
-    cauda = ct_voxel_doses(plan, "CaudaEquina")
-    canal = ct_voxel_doses(plan, "SpinalCanal")
-    assert d_cc(cauda, 0.03, voxel_cc) < 10.0
-    assert d_cc(canal, 0.03, voxel_cc) < 10.0
-    assert d_cc(ct_voxel_doses(plan, "Skin"), 0.03, voxel_cc) < 26.0
-    assert d_cc(ct_voxel_doses(plan, "Bowel"), 0.03, voxel_cc) < 15.4
-    kidneys = np.r_[ct_voxel_doses(plan, "Kidney_L"), ct_voxel_doses(plan, "Kidney_R")]
-    # At least 200 cc of renal cortex below 8.4 Gy (the phantom's kidneys are about 220 cc).
-    assert np.count_nonzero(kidneys < 8.4) * voxel_cc >= min(200.0, kidneys.size * voxel_cc)
-    liver = ct_voxel_doses(plan, "Liver")
-    assert np.count_nonzero(liver < 9.1) * voxel_cc >= min(700.0, liver.size * voxel_cc)
 
 
 @pytest.fixture(scope="module")
