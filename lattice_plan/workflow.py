@@ -33,7 +33,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -61,6 +60,7 @@ from lattice_plan.geometry.patient import Patient
 from lattice_plan.geometry.shape import diameters
 from lattice_plan.geometry.structure import Structure, StructureKind, StructureSet
 from lattice_plan.geometry.volume import Volume
+from lattice_plan.io.atomic import safe_file_part
 from lattice_plan.io.ct import CTSeries, read_ct, write_ct_series
 from lattice_plan.io.rtdose import write_rtdose
 from lattice_plan.io.rtplan import write_rtplan
@@ -738,7 +738,7 @@ def evaluate_plans(
 
 # ------------------------------------------------------------------------------ outputs
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "plan"
+    return safe_file_part(name, "plan")
 
 
 def _all_structures(patient: Patient, plans: Sequence[Plan]) -> list[Structure]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,3 +46,10 @@ def atomic_output_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def safe_file_part(name: str, fallback: str) -> str:
+    """``name`` as a portable file-name part: runs of other characters than letters, digits,
+    ``_ . -`` become ``_``, leading and trailing dots and underscores go; ``fallback`` if
+    nothing is left."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or fallback

@@ -30,6 +30,7 @@ from pydicom.uid import generate_uid
 
 from lattice_plan.dose.beam import MLC, Beam, Jaws
 from lattice_plan.errors import DicomError, DoseError
+from lattice_plan.io.atomic import safe_file_part
 from lattice_plan.io.dicom_common import (
     RT_PLAN_STORAGE,
     RT_STRUCTURE_SET_STORAGE,
@@ -102,10 +103,6 @@ def _device(kind: str, positions: Sequence[float]) -> Dataset:
     item.RTBeamLimitingDeviceType = kind
     item.LeafJawPositions = format_ds_list(positions)
     return item
-
-
-def _safe_file_part(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "beam"
 
 
 def write_rtplan(
@@ -203,7 +200,7 @@ def write_rtplan(
         fraction.ReferencedBeamSequence.append(ref_beam)
         if beam.fluence is not None:
             fpath = target.with_name(
-                f"{target.stem}.{number:02d}_{_safe_file_part(beam.name)}.optimal_fluence"
+                f"{target.stem}.{number:02d}_{safe_file_part(beam.name, 'beam')}.optimal_fluence"
             )
             fluence_jobs.append((beam, number, fpath))
     ds.FractionGroupSequence = DicomSequence([fraction])

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes.util
 import logging
 import os
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from lattice_plan.geometry.grid import Grid
 from lattice_plan.geometry.iec import source_position_lps_mm
 from lattice_plan.geometry.structure import Structure, StructureKind, StructureSet
 from lattice_plan.geometry.volume import Volume
-from lattice_plan.io.atomic import atomic_output_path, prepare_output_dir
+from lattice_plan.io.atomic import atomic_output_path, prepare_output_dir, safe_file_part
 
 logger = logging.getLogger(__name__)
 
@@ -421,11 +420,6 @@ def show_scene(scene: Scene, view: str = "iso", window_size: tuple[int, int] = (
 # ---------------------------------------------------------------------------- export
 
 
-def _file_stem(name: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
-    return stem or "item"
-
-
 def volume_image(volume: Volume, name: str = "values") -> pv.ImageData:
     """``volume`` as VTK ImageData in LPS mm, point data ``name``.
 
@@ -469,7 +463,7 @@ def export_scene_vtk(
     for item in scene.items:
         if item.mesh.n_points == 0:
             continue
-        stem = _file_stem(f"{item.kind}_{item.name}")
+        stem = safe_file_part(f"{item.kind}_{item.name}", "item")
         while stem in used:
             stem += "_"
         used.add(stem)
