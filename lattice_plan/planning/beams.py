@@ -13,7 +13,6 @@ the projection does not touch are inactive: the optimiser keeps them closed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,24 +49,34 @@ class BeamArrangement:
         return len(self.gantry_deg)
 
 
-def nearest_side_gantry_deg(
-    target: Structure, body: Structure, isocenter_lps_mm: ArrayLike | None = None
-) -> float:
-    """The gantry angle (whole degrees) whose source lies most in the direction body centre -> target.
+def gantry_for_direction(direction_lps: ArrayLike, patient_position: str = "HFS") -> float:
+    """The coplanar gantry angle (degrees, couch 0) whose source lies along ``direction_lps``.
 
-    For a paravertebral target on the patient's left this is a left-posterior
-    oblique; the patient position of the target's grid is honoured.
+    The direction is projected onto the gantry's rotation plane (the patient's
+    axial plane for head- or feet-first positions).
     """
+    u = np.asarray(direction_lps, dtype=float)
+    d0 = source_position_lps_mm((0, 0, 0), 0.0, 0.0, patient_position, 1.0)
+    d90 = source_position_lps_mm((0, 0, 0), 90.0, 0.0, patient_position, 1.0)
+    a, b = float(u @ d0), float(u @ d90)
+    if np.hypot(a, b) < 1e-9:
+        raise PlanningError(
+            f"direction {tuple(u)} is along the gantry axis; no coplanar gantry angle points there"
+        )
+    return float(np.degrees(np.arctan2(b, a)) % 360.0)
+
+
+def nearest_side_gantry_deg(target: Structure, body: Structure) -> float:
+    """The coplanar gantry angle (whole degrees) whose source lies most in the direction body
+    centre -> target: for a paravertebral target on the patient's left a left-posterior
+    oblique. The patient position of the target's grid is honoured; 0 when the direction has
+    no component in the gantry's rotation plane."""
     direction = target.centroid_lps_mm() - body.centroid_lps_mm()
-    norm = float(np.linalg.norm(direction))
-    if norm < 1e-6:
+    try:
+        angle = gantry_for_direction(direction, target.grid.patient_position)
+    except PlanningError:
         return 0.0
-    iso = target.centroid_lps_mm() if isocenter_lps_mm is None else np.asarray(isocenter_lps_mm)
-    angles = np.arange(360.0)
-    pos = target.grid.patient_position
-    dirs = np.array([source_position_lps_mm(iso, a, 0.0, pos) - iso for a in angles])
-    score = dirs @ (direction / norm)
-    return float(angles[int(np.argmax(score))])
+    return float(round(angle) % 360)
 
 
 def coplanar_arrangement(
@@ -241,10 +250,9 @@ def arrangement_for(
     body: Structure,
     n_beams: int = 9,
     arc_deg: float | None = None,
-    isocenter_lps_mm: Sequence[float] | None = None,
 ) -> BeamArrangement:
     """The default arrangement of the optimised plans: equal spacing, or an arc on the target's side."""
     if arc_deg is None or abs(arc_deg - 360.0) < 1e-9:
         return coplanar_arrangement(n_beams)
-    centre = nearest_side_gantry_deg(target, body, isocenter_lps_mm)
+    centre = nearest_side_gantry_deg(target, body)
     return coplanar_arrangement(n_beams, arc_deg, centre)

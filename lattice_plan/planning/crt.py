@@ -52,7 +52,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 from scipy import ndimage
 
 from lattice_plan.dose.beam import Beam
@@ -69,6 +69,7 @@ from lattice_plan.geometry.structure import (
 )
 from lattice_plan.geometry.volume import Volume
 from lattice_plan.planning.apertures import conformal_beam
+from lattice_plan.planning.beams import gantry_for_direction
 from lattice_plan.planning.plan import Arm, Plan
 from lattice_plan.planning.prescription import Prescription
 
@@ -186,23 +187,6 @@ def locate_target(target: Structure, body: Structure) -> TargetPosition:
 
 
 # ---------------------------------------------------------------------------- gantry geometry
-def gantry_for_direction(direction_lps: ArrayLike, patient_position: str = "HFS") -> float:
-    """The coplanar gantry angle (degrees, couch 0) whose source lies along ``direction_lps``.
-
-    The direction is projected onto the gantry's rotation plane (the patient's
-    axial plane for head- or feet-first positions).
-    """
-    u = np.asarray(direction_lps, dtype=float)
-    d0 = source_position_lps_mm((0, 0, 0), 0.0, 0.0, patient_position, 1.0)
-    d90 = source_position_lps_mm((0, 0, 0), 90.0, 0.0, patient_position, 1.0)
-    a, b = float(u @ d0), float(u @ d90)
-    if np.hypot(a, b) < 1e-9:
-        raise PlanningError(
-            f"direction {tuple(u)} is along the gantry axis; no coplanar gantry angle points there"
-        )
-    return float(np.degrees(np.arctan2(b, a)) % 360.0)
-
-
 def field_label(gantry_deg: float, patient_position: str = "HFS") -> str:
     """AP, PA, LLAT, RLAT within 10 degrees of those directions, else LAO, RAO, LPO, RPO."""
     src = source_position_lps_mm((0, 0, 0), gantry_deg, 0.0, patient_position, 1.0)

@@ -293,7 +293,7 @@ def build_optimised_plan(
     subset, terms = objective_terms(objectives, masks, grid, max_voxels=MAX_OBJECTIVE_VOXELS)
 
     iso = isocentre_of(fluence_target)
-    arrangement = arrangement_for(fluence_target, body, int(n_beams), arc_deg, iso)
+    arrangement = arrangement_for(fluence_target, body, int(n_beams), arc_deg)
     fb = fluence_beams(fluence_target, iso, arrangement, beamlet_mm=beamlet_mm)
     t0 = time.perf_counter()
     op = eng.operator(fb.beams, beamlet_mm)

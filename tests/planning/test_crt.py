@@ -8,6 +8,7 @@ from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.errors import PlanningError
 from lattice_plan.geometry import Grid, Patient, Structure, StructureKind, StructureSet, Volume
 from lattice_plan.geometry.structure import structure_on_grid
+from lattice_plan.planning.beams import gantry_for_direction
 from lattice_plan.planning.crt import (
     CRT_FRACTIONATIONS,
     _weight_grid,
@@ -16,7 +17,6 @@ from lattice_plan.planning.crt import (
     candidate_arrangements,
     crt_prescription,
     field_label,
-    gantry_for_direction,
     locate_target,
 )
 from lattice_plan.planning.plan import Arm
