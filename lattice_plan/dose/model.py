@@ -274,7 +274,7 @@ class MapKernels:
     ``fine_planes`` / ``coarse_planes`` is -1 for a kernel that holds at every
     distance from the source, else the index of the scale (in ``scales``) it
     was built for. The first ``n_far`` coarse kernels stand in for the fine ones
-    (their integrals, one each) at points off the fine maps.
+    at points off the fine maps (the integral of each fine component).
     """
 
     fine: tuple[NDArray[np.float64], ...]
@@ -363,11 +363,15 @@ def _build_map_kernels(model: BeamModel, scales: tuple[float, ...]) -> MapKernel
                 fine.append(signal.fftconvolve(k, focal) * (1.0 - w_ef))
                 fine_rows.append(n)
                 fine_planes.append(plane if multi else -1)
-    # Coarse grid: each fine kernel's integral (used off the fine maps); the extra-focal
-    # blur of the primary and of the short-range kernels; the broad kernels blurred by the
-    # whole source.
-    coarse = [np.array([[1.0 - w_ef]]) for _ in fine]
-    rows, planes = list(fine_rows), list(fine_planes)
+    # Coarse grid: each fine component's integral (used off the fine maps, where the
+    # fluence is smooth); the extra-focal blur of the primary and of the short-range kernels
+    # (a 35 mm blur of a few-mm kernel: built at the isocentre-plane width only); the broad
+    # kernels blurred by the whole source, per scale.
+    fine_components = [
+        n for n, c in enumerate(model.components) if n == 0 or _on_fine_grid(model, c)
+    ]
+    coarse = [np.array([[1.0 - w_ef]]) for _ in fine_components]
+    rows, planes = list(fine_components), [-1] * len(fine_components)
     rc = math.ceil(model.kernel_radius_mm / hc)
     s_ef = math.hypot(prim.width_mm, model.extrafocal_sigma_mm)
     r_ef = min(rc, math.ceil(4.0 * s_ef / hc) + 1)
@@ -379,6 +383,12 @@ def _build_map_kernels(model: BeamModel, scales: tuple[float, ...]) -> MapKernel
         coarse.append(np.outer(_gauss_1d(s_ef, hc, r_ef), _gauss_1d(s_ef, hc, r_ef)) * w_ef)
         rows.append(0)
         planes.append(-1)
+        for n in fine_components[1:]:
+            comp = model.components[n]
+            k = _scatter_kernel(comp, comp.width_mm, hc, model.kernel_radius_mm)
+            coarse.append(np.ascontiguousarray(signal.fftconvolve(k, ef, mode="same") * w_ef))
+            rows.append(n)
+            planes.append(-1)
     r_src = min(r_ef, 2)
     source = np.outer(
         _gauss_1d(model.source_sigma_mm[1], hc, r_src),
@@ -387,14 +397,10 @@ def _build_map_kernels(model: BeamModel, scales: tuple[float, ...]) -> MapKernel
     source = np.pad(source, r_ef - r_src) + w_ef * ef
     for plane, scale in enumerate(scales):
         for n, comp in enumerate(model.components[1:], start=1):
+            if n in fine_components:
+                continue
             k = _scatter_kernel(comp, comp.width_mm / scale, hc, model.kernel_radius_mm)
-            if _on_fine_grid(model, comp):
-                if w_ef == 0:
-                    continue
-                k = signal.fftconvolve(k, ef, mode="same") * w_ef
-            else:
-                k = signal.fftconvolve(k, source, mode="same")
-            coarse.append(np.ascontiguousarray(k))
+            coarse.append(np.ascontiguousarray(signal.fftconvolve(k, source, mode="same")))
             rows.append(n)
             planes.append(plane if multi else -1)
     return MapKernels(
@@ -404,6 +410,6 @@ def _build_map_kernels(model: BeamModel, scales: tuple[float, ...]) -> MapKernel
         tuple(coarse),
         np.array(rows, dtype=np.int64),
         np.array(planes, dtype=np.int64),
-        len(fine),
+        len(fine_components),
         tuple(scales),
     )
