@@ -467,7 +467,7 @@ def _within(structure: Structure, doses: Sequence[Volume]) -> Structure:
         return structure
     mask = np.zeros(structure.grid.shape, dtype=bool)
     mask[k[inside], j[inside], i[inside]] = True
-    return structure.with_mask(mask)
+    return structure.with_mask(mask, keep_slice_span=True)
 
 
 def _first(structures: StructureSet, kind: StructureKind) -> Structure | None:

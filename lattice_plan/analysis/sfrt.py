@@ -314,7 +314,8 @@ def onion_layers(dose: Volume, gtv: Structure, n_layers: int = 5) -> list[OnionL
     masks, thickness = onion_layer_masks(gtv, n_layers)
     out = []
     for i, mask in enumerate(masks):
-        dvh = DVH.from_dose(dose, gtv.with_mask(mask, name=f"{gtv.name}_layer{i + 1}"))
+        layer = gtv.with_mask(mask, name=f"{gtv.name}_layer{i + 1}", keep_slice_span=True)
+        dvh = DVH.from_dose(dose, layer)
         out.append(
             OnionLayer(
                 i,
@@ -347,7 +348,7 @@ def gtv_edge(gtv: Structure, thickness_mm: float = 3.0) -> Structure:
     edge = gtv.mask & ~inner
     if not edge.any():
         raise AnalysisError(f"the {thickness_mm:g} mm edge of {gtv.name!r} is empty")
-    return gtv.with_mask(edge, name=f"{gtv.name}_edge{thickness_mm:g}mm")
+    return gtv.with_mask(edge, name=f"{gtv.name}_edge{thickness_mm:g}mm", keep_slice_span=True)
 
 
 def scart_metrics(

@@ -19,6 +19,8 @@ without the offsets).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
@@ -144,39 +146,77 @@ def _require_same_grid(a: Structure, b: Structure, op: str) -> None:
     a.grid.require_same(b.grid, f"{op}: structure {b.name!r} (combined with {a.name!r})")
 
 
+def _derived(
+    first: Structure,
+    mask: NDArray,
+    name: str,
+    kind: StructureKind | str | None,
+    span: NDArray | None,
+) -> Structure:
+    """A structure combined from ``first`` and others: its kind (and colour) unless given."""
+    new_kind = first.kind if kind is None else StructureKind.parse(kind)
+    color = first.color if new_kind == first.kind else None
+    return Structure(name, mask, first.grid, new_kind, color, span)
+
+
+def _combined_slice_span(structures: Sequence[Structure], union: bool) -> NDArray | None:
+    """Slice spans of a union (per slice the hull of the spans of the structures filling it)
+    or an intersection (their overlap; the first one's span where they do not overlap)."""
+    if all(s.slice_span is None for s in structures):
+        return None
+    nk = structures[0].grid.shape[0]
+    whole = np.tile([-0.5, 0.5], (nk, 1))
+    spans = [s.slice_span if s.slice_span is not None else whole for s in structures]
+    filled = [s.mask.any(axis=(1, 2)) for s in structures]
+    lo = np.where(filled[0], spans[0][:, 0], np.inf if union else -np.inf)
+    hi = np.where(filled[0], spans[0][:, 1], -np.inf if union else np.inf)
+    for span, f in zip(spans[1:], filled[1:], strict=True):
+        if union:
+            lo[f], hi[f] = np.minimum(lo[f], span[f, 0]), np.maximum(hi[f], span[f, 1])
+        else:
+            lo[f], hi[f] = np.maximum(lo[f], span[f, 0]), np.minimum(hi[f], span[f, 1])
+    bad = ~np.isfinite(lo) | ~np.isfinite(hi) | (hi - lo <= 1e-9)
+    lo[bad], hi[bad] = spans[0][bad, 0], spans[0][bad, 1]
+    return np.stack([lo, hi], axis=1)
+
+
 def union(*structures: Structure, name: str, kind: StructureKind | str | None = None) -> Structure:
-    """Voxels in any of ``structures``."""
+    """Voxels in any of ``structures`` (partly filled slices keep the hull of their spans)."""
     if not structures:
         raise GeometryError("union needs at least one structure")
     mask = structures[0].mask.copy()
     for s in structures[1:]:
         _require_same_grid(structures[0], s, "union")
         mask |= s.mask
-    return structures[0].with_mask(mask, name, kind)
+    first = structures[0]
+    span = _combined_slice_span(structures, union=True)
+    return _derived(first, mask, name, kind, span)
 
 
 def intersection(
     *structures: Structure, name: str, kind: StructureKind | str | None = None
 ) -> Structure:
-    """Voxels in every one of ``structures``."""
+    """Voxels in every one of ``structures`` (partly filled slices keep the overlap of spans)."""
     if not structures:
         raise GeometryError("intersection needs at least one structure")
     mask = structures[0].mask.copy()
     for s in structures[1:]:
         _require_same_grid(structures[0], s, "intersection")
         mask &= s.mask
-    return structures[0].with_mask(mask, name, kind)
+    first = structures[0]
+    span = _combined_slice_span(structures, union=False)
+    return _derived(first, mask, name, kind, span)
 
 
 def subtract(
     base: Structure, *others: Structure, name: str, kind: StructureKind | str | None = None
 ) -> Structure:
-    """Voxels of ``base`` in none of ``others``."""
+    """Voxels of ``base`` in none of ``others`` (with ``base``'s slice spans)."""
     mask = base.mask.copy()
     for s in others:
         _require_same_grid(base, s, "subtract")
         mask &= ~s.mask
-    return base.with_mask(mask, name, kind)
+    return base.with_mask(mask, name, kind, keep_slice_span=True)
 
 
 def connected_components(structure: Structure, connectivity: int = 3) -> list[Structure]:

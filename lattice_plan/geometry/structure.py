@@ -127,18 +127,19 @@ class Structure:
                 f"(one (lo, hi) per slice), got {span.shape}"
             )
         tol = 1e-9
+        filled = self.mask.any(axis=(1, 2))
         if (
             not np.all(np.isfinite(span))
             or np.any(span[:, 0] < -0.5 - tol)
             or np.any(span[:, 1] > 0.5 + tol)
             or np.any(span[:, 0] > span[:, 1])
+            or np.any(span[filled, 1] - span[filled, 0] <= tol)
         ):
             raise GeometryError(
                 f"structure {self.name!r}: slice_span must hold -0.5 <= lo <= hi <= 0.5 "
-                "(voxel units about each slice centre)"
+                "(voxel units about each slice centre), with hi > lo on every filled slice"
             )
         span = np.clip(span, -0.5, 0.5)
-        filled = self.mask.any(axis=(1, 2))
         if np.all(span[filled] == (-0.5, 0.5)):
             return None  # every filled slice is whole: the plain mask says it all
         span.setflags(write=False)
@@ -220,10 +221,13 @@ class Structure:
         mask: NDArray[np.bool_],
         name: str | None = None,
         kind: StructureKind | str | None = None,
+        keep_slice_span: bool = False,
     ) -> Structure:
         """A structure on the same grid with another mask (same name and kind unless given).
 
-        The new mask's slices are whole (``slice_span`` is not carried over).
+        The new mask's slices are whole unless ``keep_slice_span``: then each slice
+        keeps this structure's span (right for a part of this structure, e.g. its
+        edge or the part a dose grid covers).
         """
         new_kind = self.kind if kind is None else StructureKind.parse(kind)
         return Structure(
@@ -232,6 +236,7 @@ class Structure:
             self.grid,
             new_kind,
             self.color if new_kind == self.kind else None,
+            self.slice_span if keep_slice_span else None,
         )
 
     def __repr__(self) -> str:

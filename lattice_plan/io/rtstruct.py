@@ -5,11 +5,12 @@ mask on a target grid, the CT grid or any other axial grid (e.g. the RTDOSE
 grid when the CT is incomplete). Per slice the contours combine by the even-odd
 rule, so holes (an inner contour inside an outer one) and several islands work;
 a voxel is inside when its centre is. Along the slice normal each contour
-plane stands for the slab half way to its neighbouring planes; at an end of the
-structure (no plane within 1.5 pitches) the slab reaches half a pitch beyond
-the last contour (``end_cap="half-slice"``, the default, as in dicompyler-core
-and Nelms et al. 2015) or stops at it (``end_cap="none"``, the convention of
-planning systems that report trapezoid-rule volumes). A grid slice takes the
+plane stands for the slab half way to its neighbouring planes (the ROI's own
+contour pitch); at an end of the structure (no plane within 1.5 pitches) the
+slab reaches half a pitch beyond the last contour (``end_cap="half-slice"``,
+the default, as in dicompyler-core and Nelms et al. 2015) or stops at it
+(``end_cap="none"``, the convention of planning systems that report
+trapezoid-rule volumes; a lone contour keeps half a pitch each way). A grid slice takes the
 contours of the nearest plane whose slab it overlaps, so structures drawn on a
 CT can be rasterised on a dose grid with another slice spacing; a slice the
 slabs cover only partly records the covered part (``Structure.slice_span``), so
@@ -293,13 +294,19 @@ def _plane_slabs_k(
 
     A slab reaches half way to a neighbouring plane; where there is none within
     1.5 pitches (an end, or a gap of missing contours) it reaches half a pitch
-    beyond the plane (``"half-slice"``) or stops at it (``"none"``).
+    beyond the plane (``"half-slice"``) or stops at it (``"none"``). A plane with
+    no neighbour on either side keeps half a pitch each way under both
+    conventions (a single contour has no length of its own to stop at).
     """
     gaps = np.diff(plane_k)
     joined = gaps <= 1.5 * pitch_k
-    end = 0.5 * pitch_k if end_cap == "half-slice" else 0.0
-    below = np.concatenate([[end], np.where(joined, 0.5 * gaps, end)])
-    above = np.concatenate([np.where(joined, 0.5 * gaps, end), [end]])
+    joined_below = np.concatenate([[False], joined])
+    joined_above = np.concatenate([joined, [False]])
+    half = 0.5 * pitch_k
+    isolated = ~joined_below & ~joined_above
+    end = np.where(isolated | (end_cap == "half-slice"), half, 0.0)
+    below = np.where(joined_below, 0.5 * np.concatenate([[0.0], gaps]), end)
+    above = np.where(joined_above, 0.5 * np.concatenate([gaps, [0.0]]), end)
     return np.stack([plane_k - below, plane_k + above], axis=1)
 
 
@@ -334,6 +341,10 @@ def _roi_mask(
             plane_k.append(k_c)
             plane_polys.append([poly])
     planes = np.array(plane_k)
+    # The ROI's own contour pitch when it has enough planes to tell (a ROI drawn on every
+    # second CT slice stands for slabs of two slices), else the structure set's.
+    if len(planes) >= 3:
+        pitch_mm = float(np.median(np.diff(planes))) * dk
     slabs = _plane_slabs_k(planes, pitch_mm / dk, end_cap)
     span = np.tile([-0.5, 0.5], (nk, 1))
     first = max(int(np.floor(slabs[0, 0] + 0.5)), 0)
@@ -347,7 +358,12 @@ def _roi_mask(
             continue
         n = overlapping[np.argmin(np.abs(planes[overlapping] - k))]
         mask[k] = _rasterise_slice(plane_polys[n], nj, ni)
-        span[k] = lo[overlapping].min(), hi[overlapping].max()
+        # The slabs are disjoint: the slice is filled over their summed length, placed at
+        # their centroid (a gap between two slabs inside one coarse slice is not filled).
+        length = hi[overlapping] - lo[overlapping]
+        total = float(length.sum())
+        centre = float(length @ (0.5 * (lo[overlapping] + hi[overlapping]))) / total
+        span[k] = centre - 0.5 * total, centre + 0.5 * total
     span[span[:, 0] < -0.5 + _SPAN_TOL, 0] = -0.5
     span[span[:, 1] > 0.5 - _SPAN_TOL, 1] = 0.5
     filled = mask.any(axis=(1, 2))

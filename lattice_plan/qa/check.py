@@ -37,6 +37,7 @@ from lattice_plan.analysis.metric_strings import MetricSpec
 from lattice_plan.analysis.sfrt import evaluate_pvdr
 from lattice_plan.errors import AnalysisError, ProtocolError
 from lattice_plan.geometry.morphology import connected_components
+from lattice_plan.geometry.morphology import union as union_of
 from lattice_plan.geometry.structure import Structure, StructureSet
 from lattice_plan.geometry.volume import Volume
 from lattice_plan.io.atomic import atomic_output_path
@@ -286,8 +287,7 @@ class _StructureResolver:
                     f"is not evaluable: {self.outside_grid[s.name.casefold()]}"
                 )
             parts.append(s)
-        mask = np.logical_or.reduce([s.mask for s in parts])
-        union = parts[0].with_mask(mask, name=" + ".join(s.name for s in parts))
+        union = union_of(*parts, name=" + ".join(s.name for s in parts))
         how = f"union of {' + '.join(s.name for s in parts)}"
         for s in parts:
             if s.name.casefold() in self.outside_grid:

@@ -154,3 +154,29 @@ def test_bad_slice_spans_are_refused(span, match):
     g = Grid((6, 4, 4), (2.0, 1.0, 1.0))
     with pytest.raises(GeometryError, match=match):
         Structure("S", np.ones(g.shape, bool), g, slice_span=span)
+
+
+def test_derived_structures_keep_partly_filled_slices():
+    """Union, intersection, subtraction and edge-like subsets of structures with half-filled end
+    slices keep those spans, so volumes still add up: A (slices 1-4, slice 1 half) united with
+    B (slices 3-5, slice 5 half) covers 0.5 + 3 + 0.5 slices; their overlap 2 whole slices."""
+    g = Grid((7, 4, 4), (2.0, 1.0, 1.0))
+    a_mask, b_mask = np.zeros(g.shape, bool), np.zeros(g.shape, bool)
+    a_mask[1:5] = True
+    b_mask[3:6] = True
+    a_span, b_span = np.tile([-0.5, 0.5], (7, 1)), np.tile([-0.5, 0.5], (7, 1))
+    a_span[1] = (0.0, 0.5)
+    b_span[5] = (-0.5, 0.0)
+    a = Structure("A", a_mask, g, slice_span=a_span)
+    b = Structure("B", b_mask, g, slice_span=b_span)
+    slice_cc = 16 * 2.0 / 1000.0
+    assert union(a, b, name="U").volume_cc == pytest.approx(4.0 * slice_cc)
+    assert intersection(a, b, name="I").volume_cc == pytest.approx(2.0 * slice_cc)
+    assert subtract(a, b, name="S").volume_cc == pytest.approx(1.5 * slice_cc)
+    edge = a.with_mask(a_mask & ~b_mask, keep_slice_span=True)
+    assert edge.volume_cc == pytest.approx(1.5 * slice_cc)
+    # a zero-width span on a filled slice would give samples of no volume: refused
+    bad = a_span.copy()
+    bad[2] = (0.1, 0.1)
+    with pytest.raises(GeometryError, match="hi > lo on every filled slice"):
+        Structure("Z", a_mask, g, slice_span=bad)

@@ -367,46 +367,62 @@ def test_structures_of_a_reexported_ct_read_on_the_new_series(phantom, phantom_c
 
 @pytest.fixture(scope="module")
 def box_rtstruct(tmp_path_factory):
-    """A 10 x 8 mm box contoured on planes z = 9..24 mm of a 3 mm CT (six planes), and the
-    same box with the plane at z = 15 mm missing (a gap of two pitches)."""
+    """A 10 x 8 mm box contoured on planes z = 9..24 mm of a 3 mm CT (six planes); the same
+    box with the plane at z = 15 mm missing (a gap of two pitches); drawn on every second
+    plane only (z = 6, 12, 18, 24 mm: a 6 mm contour pitch); and on one plane (z = 15 mm)."""
     tmp = tmp_path_factory.mktemp("box")
     grid = Grid((12, 20, 20), (3.0, 1.0, 1.0))
     mask = np.zeros(grid.shape, bool)
     mask[3:9, 5:13, 4:14] = True  # 8 x 10 voxels of 1 mm^2: contour area 80 mm^2 exactly
     gapped = mask.copy()
     gapped[5] = False
+    every_other = np.zeros_like(mask)
+    every_other[2:9:2] = mask[3]
+    single = np.zeros_like(mask)
+    single[5] = mask[5]
     hu = np.zeros(grid.shape, dtype=np.int16)
     ct = write_ct_series(Patient(Volume(hu, grid, "HU"), StructureSet((), grid), "P", "N"), tmp)
     path = tmp / "rs.dcm"
-    write_rtstruct([Structure("Box", mask, grid), Structure("Gapped", gapped, grid)], ct, path)
+    rois = [
+        Structure("Box", mask, grid),
+        Structure("Gapped", gapped, grid),
+        Structure("EveryOther", every_other, grid),
+        Structure("Single", single, grid),
+    ]
+    write_rtstruct(rois, ct, path)
     return path, grid
 
 
 @pytest.mark.parametrize(
-    ("end_cap", "box_slabs", "gapped_slabs"),
+    ("end_cap", "slabs"),
     [
-        # Each plane stands for a 3 mm slab; half-slice end caps reach 1.5 mm beyond the ends:
-        # six slabs (18 mm); with the z = 15 mm plane missing the gap (two pitches) stays empty
-        # and each side keeps its own caps: 2 + 3 slabs.
-        ("half-slice", 6.0, 5.0),
-        # No end caps (trapezoid rule): the box stops at its end planes, 15 mm = 5 slabs; the
-        # gapped box is two pieces of 3 mm and 6 mm.
-        ("none", 5.0, 3.0),
+        # Each plane stands for a slab of its ROI's contour pitch; half-slice end caps reach
+        # half a pitch beyond the ends. Box: six 3 mm slabs. Gapped (z = 15 mm missing): the
+        # gap stays empty and each side keeps its caps, 2 + 3 slabs. EveryOther: four planes
+        # 6 mm apart, 24 mm = 8 slabs of 3 mm. Single: one 3 mm slab.
+        ("half-slice", {"Box": 6.0, "Gapped": 5.0, "EveryOther": 8.0, "Single": 1.0}),
+        # No end caps (trapezoid rule): stacks stop at their end planes. Box 15 mm; Gapped
+        # 3 + 6 mm; EveryOther 18 mm; a lone contour keeps its 3 mm (it has no length).
+        ("none", {"Box": 5.0, "Gapped": 3.0, "EveryOther": 6.0, "Single": 1.0}),
     ],
 )
-@pytest.mark.parametrize("shift_mm", [0.0, 1.5, 1.0])
+@pytest.mark.parametrize(
+    ("slice_mm", "shift_mm"), [(3.0, 0.0), (3.0, 1.5), (3.0, 1.0), (1.0, 0.5), (6.0, 3.0)]
+)
 def test_end_caps_and_gaps_give_exact_slab_volumes(
-    box_rtstruct, end_cap, box_slabs, gapped_slabs, shift_mm
+    box_rtstruct, end_cap, slabs, slice_mm, shift_mm
 ):
-    """Volumes of contour stacks (area x covered length, exact for a prism) on the CT grid and
-    on grids whose slices are shifted against the contour planes: a slice that the slabs cover
-    partly counts only the covered part."""
+    """Volumes of contour stacks (area x covered length, exact for a prism) on the CT grid, on
+    grids whose slices are shifted against the contour planes, and on finer and coarser
+    grids: a slice that the slabs cover partly counts only the covered part (a gap inside a
+    coarse slice is not filled)."""
     path, grid = box_rtstruct
-    shifted = Grid(grid.shape, grid.spacing_mm, (0.0, 0.0, shift_mm))
-    ss = read_rtstruct(path, shifted, end_cap=end_cap)
+    nk = round(grid.shape[0] * grid.spacing_mm[0] / slice_mm)
+    other = Grid((nk, *grid.shape[1:]), (slice_mm, *grid.spacing_mm[1:]), (0.0, 0.0, shift_mm))
+    ss = read_rtstruct(path, other, end_cap=end_cap)
     slab_cc = 80.0 * 3.0 / 1000.0
-    assert ss["Box"].volume_cc == pytest.approx(box_slabs * slab_cc, rel=1e-6)
-    assert ss["Gapped"].volume_cc == pytest.approx(gapped_slabs * slab_cc, rel=1e-6)
+    for name, n_slabs in slabs.items():
+        assert ss[name].volume_cc == pytest.approx(n_slabs * slab_cc, rel=1e-6), name
 
 
 def test_no_end_caps_stop_the_dvh_at_the_end_planes(box_rtstruct):
