@@ -140,7 +140,7 @@ def _scatter_planes(s_mm: NDArray[np.float64], sad: float) -> tuple[tuple[float,
     valid = s_mm[s_mm > 0]
     if len(valid) == 0:
         return (1.0,), np.zeros(len(s_mm), dtype=np.float32)
-    lo = round(math.floor(float(valid.min()) / sad / _SCALE_STEP) * _SCALE_STEP, 4)
+    lo = round(max(math.floor(float(valid.min()) / sad / _SCALE_STEP), 1) * _SCALE_STEP, 4)
     hi = round(math.ceil(float(valid.max()) / sad / _SCALE_STEP) * _SCALE_STEP, 4)
     if hi - lo < 1e-3:
         return (lo,), np.zeros(len(s_mm), dtype=np.float32)

@@ -359,7 +359,8 @@ def _build_map_kernels(model: BeamModel, scales: tuple[float, ...]) -> MapKernel
         for n, comp in enumerate(model.components[1:], start=1):
             if _on_fine_grid(model, comp):
                 width = comp.width_mm / scale
-                k = _scatter_kernel(comp, width, hf, _FINE_REACH_WIDTHS * width)
+                reach = min(_FINE_REACH_WIDTHS * width, model.kernel_radius_mm)
+                k = _scatter_kernel(comp, width, hf, reach)
                 fine.append(signal.fftconvolve(k, focal) * (1.0 - w_ef))
                 fine_rows.append(n)
                 fine_planes.append(plane if multi else -1)

@@ -145,7 +145,9 @@ class Plan:
             return rx.achieved_gy(point_dose_gy=float(value))
         # The same sub-voxel sampler as the DVHs, so the reported metric equals the prescription.
         samples = sample_dose(dose, self.structures.get(rx.target), allow_partial=True)
-        return rx.achieved_gy(target_dose_gy=samples.dose_gy, target_weight_cc=samples.weights_cc)
+        # Equal volumes need no weights (numpy's weighted inverted CDF can pick the next sample).
+        weights = None if np.isscalar(samples.weight_cc) else samples.weight_cc
+        return rx.achieved_gy(target_dose_gy=samples.dose_gy, target_weight_cc=weights)
 
     def normalised(self) -> Plan:
         """The plan scaled so that its prescription quantity equals the prescribed total dose."""
