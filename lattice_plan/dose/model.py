@@ -404,8 +404,11 @@ def _build_map_kernels(model: BeamModel, scales: tuple[float, ...]) -> MapKernel
             coarse.append(np.ascontiguousarray(signal.fftconvolve(k, source, mode="same")))
             rows.append(n)
             planes.append(plane if multi else -1)
+    fine = [np.ascontiguousarray(k) for k in fine]
+    for k in (*fine, *coarse):  # cached and shared between engines: read-only
+        k.setflags(write=False)
     return MapKernels(
-        tuple(np.ascontiguousarray(k) for k in fine),
+        tuple(fine),
         np.array(fine_rows, dtype=np.int64),
         np.array(fine_planes, dtype=np.int64),
         tuple(coarse),
