@@ -4,7 +4,7 @@
    rasterised on the dose grid): DVHs and the standard metric set of every
    structure, timed after loading (target < 1 s), with the default half-slice end
    caps and with the planning system's convention (no end caps: partly filled end
-   slices, sampled at sub-voxel points).
+   slices).
 2. Gamma 3 %/3 mm global, 10 % threshold, of two 2.5 mm grids with 10^6
    reference voxels above threshold: a smooth dose and a copy scaled by 1 %
    and shifted by 1 mm (target < 10 s). Timed after a warm-up call (Numba

@@ -84,6 +84,26 @@ def subvoxel_offsets(s: int) -> NDArray[np.float64]:
     return (lattice + 0.5) / m - 0.5
 
 
+def _voxel_samples_with_spans(
+    dose_arr: NDArray, structure: Structure, weight_cc: float, total_cc: float
+) -> DoseSamples:
+    """One sample per voxel on the dose's own grid: the voxel value in whole slices, the dose
+    at the middle of the filled part (interpolated along k) in partly filled ones."""
+    span = structure.slice_span
+    fraction = structure.slice_fraction
+    k, j, i = _mask_indices(structure.mask)
+    values = np.asarray(dose_arr[k, j, i], dtype=float)
+    partial = fraction[k] < 1.0
+    nk = dose_arr.shape[0]
+    if partial.any() and nk > 1:
+        kp, jp, ip = k[partial], j[partial], i[partial]
+        z = np.clip(kp + 0.5 * (span[kp, 0] + span[kp, 1]), 0.0, nk - 1.0)
+        k0 = np.minimum(np.floor(z).astype(np.int64), nk - 2)
+        t = z - k0
+        values[partial] = (1.0 - t) * dose_arr[k0, jp, ip] + t * dose_arr[k0 + 1, jp, ip]
+    return DoseSamples(values, weight_cc * fraction[k], total_cc, total_cc)
+
+
 def sample_dose(
     dose: Volume,
     structure: Structure,
@@ -110,9 +130,11 @@ def sample_dose(
     total_cc = structure.volume_cc
     dose_arr = dose.array
     span = structure.slice_span
-    if s == 1 and span is None and structure.grid.same_as(dose.grid):
-        values = np.asarray(dose_arr[structure.mask], dtype=float)
-        return DoseSamples(values, weight_cc, total_cc, total_cc)
+    if s == 1 and structure.grid.same_as(dose.grid):
+        if span is None:
+            values = np.asarray(dose_arr[structure.mask], dtype=float)
+            return DoseSamples(values, weight_cc, total_cc, total_cc)
+        return _voxel_samples_with_spans(dose_arr, structure, weight_cc, total_cc)
 
     # Continuous dose-grid (i, j, k) coordinates of the sub-voxel centres, in chunks of
     # about _CHUNK_SAMPLES points so that large structures on fine grids stay in memory.

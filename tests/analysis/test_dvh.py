@@ -308,3 +308,25 @@ def test_dvh_phantom_rtstructs(file, end_cap, volume_cc):
         for pct in (95, 50, 5):
             expected = d_hi - pct / 100 * (d_hi - d_lo)
             assert dvh.metric(f"D{pct}%") == pytest.approx(expected, abs=0.1)
+
+
+def test_partly_filled_slices_on_the_dose_grid_sample_like_the_general_path(monkeypatch):
+    """One sample per voxel on the dose's own grid: the shortcut for structures with partly
+    filled slices (dose at the middle of the filled part, weighted by it) gives exactly the
+    general sub-voxel sampler's samples (reference: the same call with the grids treated as
+    different)."""
+    rng = np.random.default_rng(1)
+    g = Grid((8, 6, 6), (3.0, 1.0, 1.0))
+    mask = np.zeros(g.shape, bool)
+    mask[1:7, 1:5, 1:5] = True
+    span = np.tile([-0.5, 0.5], (8, 1))
+    span[1] = (0.0, 0.5)
+    span[6] = (-0.5, -0.1)
+    s = Structure("S", mask, g, slice_span=span)
+    dose = Volume(rng.uniform(0, 5, g.shape), g, "Gy")
+    fast = sample_dose(dose, s, subdivisions=1)
+    monkeypatch.setattr(Grid, "same_as", lambda self, other, tol_mm=1e-3: False)
+    general = sample_dose(dose, s, subdivisions=1)
+    np.testing.assert_allclose(np.sort(fast.dose_gy), np.sort(general.dose_gy), atol=1e-12)
+    assert fast.weights_cc.sum() == pytest.approx(general.weights_cc.sum(), rel=1e-12)
+    assert fast.weights_cc.sum() == pytest.approx(s.volume_cc, rel=1e-12)
