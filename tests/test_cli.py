@@ -19,3 +19,12 @@ def test_unknown_command_is_a_usage_error(capsys):
 def test_help_exits_zero(capsys):
     assert main(["--help"]) == 0
     assert "lattice" in capsys.readouterr().out
+
+
+def test_end_cap_choices_are_the_readers():
+    """The CLI lists the end caps without importing the DICOM reader (fast --help); the two
+    tuples must stay the same."""
+    from lattice_plan import cli
+    from lattice_plan.io import rtstruct
+
+    assert cli.END_CAPS == rtstruct.END_CAPS

@@ -31,23 +31,25 @@ def _one_error_line(capsys, *needles: str) -> str:
 
 
 # ------------------------------------------------------------------------------ evaluate
-def test_evaluate_breast_boost_plan_prints_metrics_and_writes_json(tmp_path, capsys):
+def _evaluate_breast(*options: str, rtplan: bool = False) -> list[str]:
+    """``evaluate`` arguments for the breast-boost plan's RTDOSE and RTSTRUCT (and RTPLAN)."""
     d = reference_path(*BREAST)
+    args = ["evaluate", "--rtdose", str(d / "rtdose.dcm"), "--rtstruct", str(d / "rtss.dcm")]
+    if rtplan:
+        args += ["--rtplan", str(d / "rtplan.dcm")]
+    return [*args, *options]
+
+
+def test_evaluate_breast_boost_plan_prints_metrics_and_writes_json(tmp_path, capsys):
     out = tmp_path / "eval.json"
     code = main(
-        [
-            "evaluate",
-            "--rtdose",
-            str(d / "rtdose.dcm"),
-            "--rtstruct",
-            str(d / "rtss.dcm"),
-            "--rtplan",
-            str(d / "rtplan.dcm"),
+        _evaluate_breast(
             "--metrics",
             "Dmean,D95%,V20Gy[cc],V5Gy,D0.03cc,EQD2:Dmean",
             "--json",
             str(out),
-        ]
+            rtplan=True,
+        )
     )
     assert code == 0
     printed = capsys.readouterr().out
@@ -75,9 +77,8 @@ def test_evaluate_end_cap_option(tmp_path, capsys, end_cap, breast_cc):
     """--end-cap sets the contour end-cap convention: the Breast's 47 planes end in sections of
     561 and 2152 mm^2, half a 3 mm slab of each is 4.1 cc (the planning system's own DVH gives
     396.23 cc, the no-end-cap volume; tests/analysis/test_breast_boost_dvh.py)."""
-    d = reference_path(*BREAST)
     out = tmp_path / "eval.json"
-    args = ["-q", "evaluate", "--rtdose", str(d / "rtdose.dcm"), "--rtstruct", str(d / "rtss.dcm")]
+    args = ["-q", *_evaluate_breast()]
     assert main([*args, "--metrics", "Dmean", "--end-cap", end_cap, "--json", str(out)]) == 0
     breast = json.loads(out.read_text())["structures"]["Breast"]
     assert breast["volume_cc"] == pytest.approx(breast_cc, abs=0.2)
@@ -87,23 +88,9 @@ def test_evaluate_end_cap_option(tmp_path, capsys, end_cap, breast_cc):
 
 
 def test_evaluate_with_protocol_arm_adds_qa(tmp_path, capsys):
-    d = reference_path(*BREAST)
     out = tmp_path / "eval.json"
     code = main(
-        [
-            "-q",
-            "evaluate",
-            "--rtdose",
-            str(d / "rtdose.dcm"),
-            "--rtstruct",
-            str(d / "rtss.dcm"),
-            "--rtplan",
-            str(d / "rtplan.dcm"),
-            "--arm",
-            "CRT_30Gy_10fx",
-            "--json",
-            str(out),
-        ]
+        ["-q", *_evaluate_breast("--arm", "CRT_30Gy_10fx", "--json", str(out), rtplan=True)]
     )
     assert code == 0
     assert capsys.readouterr().out == ""
@@ -118,13 +105,13 @@ def test_evaluate_with_protocol_arm_adds_qa(tmp_path, capsys):
 
 
 def test_evaluate_bad_metric_and_missing_file_are_one_line(tmp_path, capsys):
-    d = reference_path(*BREAST)
-    args = ["evaluate", "--rtdose", str(d / "rtdose.dcm"), "--rtstruct", str(d / "rtss.dcm")]
-    assert main([*args, "--metrics", "Dfoo"]) == 2
+    assert main(_evaluate_breast("--metrics", "Dfoo")) == 2
     _one_error_line(capsys, "Dfoo")
     assert main(["evaluate", "--rtdose", str(tmp_path / "no.dcm"), "--rtstruct", "x"]) == 2
     _one_error_line(capsys, "no.dcm")
-    assert main([*args, "--metrics", "V95%"]) == 2  # relative to a prescription: needs RTPLAN
+    assert (
+        main(_evaluate_breast("--metrics", "V95%")) == 2
+    )  # relative to a prescription: needs RTPLAN
     _one_error_line(capsys, "prescription")
 
 

@@ -52,6 +52,15 @@ def corner_range_kji(volume, out_min, out_max):
                 out_max[a, b, c] = hi
 
 
+@jit
+def _gamma2_at(eval_dose, k, j, i, hk, hj, hi, dref, w, r2, best):
+    """min(best, gamma^2 at the evaluated point (k, j, i)); best where it is off the grid."""
+    if k < 0.0 or k > hk or j < 0.0 or j > hj or i < 0.0 or i > hi:
+        return best
+    diff = trilinear_kji(eval_dose, k, j, i) - dref
+    return min(best, diff * diff * w + r2)
+
+
 @jit_parallel
 def gamma_search(
     eval_dose,
@@ -123,12 +132,7 @@ def gamma_search(
             k = pk + near_kji[q, 0]
             j = pj + near_kji[q, 1]
             i = pi + near_kji[q, 2]
-            if k < 0.0 or k > hk or j < 0.0 or j > hj or i < 0.0 or i > hi:
-                continue
-            diff = trilinear_kji(eval_dose, k, j, i) - dref
-            g2 = diff * diff * w + r2
-            if g2 < best:
-                best = g2
+            best = _gamma2_at(eval_dose, k, j, i, hk, hj, hi, dref, w, r2, best)
         if split2 >= best:
             out_gamma2[p] = best
             continue
@@ -178,10 +182,5 @@ def gamma_search(
                 k = bk + fine_kji[f, 0]
                 j = bj + fine_kji[f, 1]
                 i = bi + fine_kji[f, 2]
-                if k < 0.0 or k > hk or j < 0.0 or j > hj or i < 0.0 or i > hi:
-                    continue
-                diff = trilinear_kji(eval_dose, k, j, i) - dref
-                g2 = diff * diff * w + r2
-                if g2 < best:
-                    best = g2
+                best = _gamma2_at(eval_dose, k, j, i, hk, hj, hi, dref, w, r2, best)
         out_gamma2[p] = best

@@ -191,8 +191,7 @@ def build_scart_plan(
         if objectives is not None
         else tuple(default_scart_objectives(rx, oar_structures, edge_per_fx * rx.fractions))
     )
-    t_geometry = time.perf_counter() - t0
-    plan = build_optimised_plan(
+    return build_optimised_plan(
         patient,
         arm=Arm.SCART,
         name=name,
@@ -207,6 +206,7 @@ def build_scart_plan(
         dose_spacing_mm=dose_spacing_mm,
         max_iterations=max_iterations,
         progress=progress,
+        started_s=t0,
         info={
             "stv_method": params.method,
             "stv_volume_cc": round(stv.volume_cc, 3),
@@ -214,6 +214,3 @@ def build_scart_plan(
             "edge_dose_per_fraction_gy": edge_per_fx,
         },
     )
-    plan.info["timings_s"]["geometry"] = round(t_geometry, 3)
-    plan.info["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
-    return plan

@@ -157,8 +157,7 @@ def build_sfrt_plan(
         if objectives is not None
         else tuple(default_sfrt_objectives(rx, oar_structures))
     )
-    t_geometry = time.perf_counter() - t0
-    plan = build_optimised_plan(
+    return build_optimised_plan(
         patient,
         arm=Arm.SFRT,
         name=name,
@@ -173,6 +172,7 @@ def build_sfrt_plan(
         dose_spacing_mm=dose_spacing_mm,
         max_iterations=max_iterations,
         progress=progress,
+        started_s=t0,
         info={
             "n_vertices": result.n_vertices,
             "vertex_centers_lps_mm": result.centers_lps_mm.round(2).tolist(),
@@ -181,6 +181,3 @@ def build_sfrt_plan(
             "lattice_spacing_mm": float(params.spacing_mm),
         },
     )
-    plan.info["timings_s"]["geometry"] = round(t_geometry, 3)
-    plan.info["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
-    return plan
