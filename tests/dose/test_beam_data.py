@@ -142,10 +142,11 @@ def test_pdd_matches_bjr_supplement_25():
             marks=pytest.mark.xfail(
                 strict=True,
                 reason=(
-                    "known model limit: the model gives 0.819 (+3.7 %) for 2 x 2 cm. Refits to "
-                    "the 10 x 10 cm scans within literature bounds (primary kernel range of "
-                    "Nyholm et al. 2006, photon-scatter range 75-95 mm, free head-scatter "
-                    "source) all give +3.2 to +4.8 %: one field size cannot pin the kernel shape"
+                    "known model limit: 0.819 (+3.7 %) for 2 x 2 cm. The phantom-scatter part "
+                    "matches a published kernel (by beam quality) to 0.1 % (test below); the rest "
+                    "is head scatter, held at generic literature values because 10 x 10 cm scans "
+                    "cannot show it. Output factors of the commissioned machine would fix it "
+                    "(lattice-plan commission --output-factors); the reference data hold none"
                 ),
             ),
         ),
@@ -156,6 +157,54 @@ def test_output_factors_match_iroc(side_mm, published):
     # Followill/Kerns et al., tabulated in PMC5718235 Table 2). Not used in the fit.
     of = water.output_factor((side_mm, side_mm), ssd_mm=900.0, depth_mm=100.0)
     assert of == pytest.approx(published, rel=0.03)
+
+
+def _tpr20_10_from_pdd(pdd_scan: Scan) -> float:
+    """Beam quality TPR20,10 from a 10 x 10 cm PDD at SSD 100 cm (IAEA TRS-398, section 6.3:
+    TPR20,10 = 1.2661 PDD20,10 - 0.0595)."""
+    rel = pdd_scan.normalised()
+    ratio = np.interp(200.0, pdd_scan.positions_mm, rel) / np.interp(
+        100.0, pdd_scan.positions_mm, rel
+    )
+    return 1.2661 * float(ratio) - 0.0595
+
+
+def _nyholm_square_field_dose(side_cm: float) -> float:
+    """Central-axis dose (relative) of a square field at 10 cm depth from the pencil kernel
+    p(r) = (A exp(-a r) + B exp(-b r)) / r of Nyholm, Olofsson, Ahnesjo and Karlsson,
+    Radiother Oncol 78 (2006) 347, evaluated at TPR20,10 = 0.667 and z = 10 cm:
+    a = 4.891 /cm, b = 0.1285 /cm, A/a = 2.597e-3, B/b = 1.084e-3 (primary, scatter).
+    The square's centre dose is 8 times the integral over the triangle 0 <= theta <= pi/4 of
+    sum_k (A_k / a_k) (1 - exp(-a_k L / cos theta)), L the half side."""
+    from scipy import integrate
+
+    terms = ((4.891, 2.597e-3), (0.1285, 1.084e-3))
+    half = side_cm / 2.0
+
+    def radial(theta: float) -> float:
+        return sum(w * (1.0 - np.exp(-k * half / np.cos(theta))) for k, w in terms)
+
+    return 8.0 * integrate.quad(radial, 0.0, np.pi / 4.0)[0]
+
+
+def test_phantom_scatter_part_of_output_factors_matches_published_kernel(scans):
+    """The model's output factors without head scatter and focal-spot blur (the phantom-scatter
+    part, Sp-like) against an independent, published 6 MV pencil kernel for this beam's
+    quality (Nyholm et al. 2006, see ``_nyholm_square_field_dose``), not used in the fit.
+
+    Measured (make test, 2026-11-27): 1 x 1 -0.5 %, 2 x 2 +0.1 %, 3 x 3 +0.1 %, 4 x 4 0.0 %,
+    6 x 6 -0.3 %. With this part right, what is left of the 2 x 2 cm deviation from IROC is
+    head scatter (in-air output ratio), which 10 x 10 cm scans cannot determine."""
+    from dataclasses import replace
+
+    tpr = _tpr20_10_from_pdd(scans["pdd"])
+    assert tpr == pytest.approx(0.667, abs=0.003)  # the quality the kernel numbers are for
+    phantom_only = replace(BeamModel.load_default(), extrafocal_weight=0.0, source_sigma_mm=(0, 0))
+    reference = _nyholm_square_field_dose(10.0)
+    for side_mm in (10.0, 20.0, 30.0, 40.0, 60.0):
+        ours = water.output_factor((side_mm, side_mm), 900.0, 100.0, model=phantom_only)
+        published = _nyholm_square_field_dose(side_mm / 10.0) / reference
+        assert ours == pytest.approx(published, rel=0.01), side_mm
 
 
 def test_one_cm_field_for_lattice_vertices():
