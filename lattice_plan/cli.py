@@ -398,14 +398,25 @@ def _cmd_qa(args: argparse.Namespace) -> int:
 def _cmd_commission(args: argparse.Namespace) -> int:
     from lattice_plan.dose.commission import commission_files
 
-    model, report = commission_files(args.scans, name=args.name)
+    model, report = commission_files(
+        args.scans,
+        name=args.name,
+        output_factor_file=args.output_factors,
+        output_factor_setup_mm=(args.output_factor_ssd, args.output_factor_depth),
+    )
     model.to_json(args.out)
     if not args.quiet:
         print(
-            f"fitted {len(report['parameters'])} parameters to {len(args.scans)} file(s): "
+            f"fitted {len(report['parameters'])} parameters to {len(args.scans)} scan file(s): "
             f"RMS residual {100 * report['rms_residual']:.2f} %, "
             f"max {100 * report['max_abs_residual']:.2f} %; wrote {args.out}"
         )
+        for of in report.get("output_factors", []):
+            fx, fy = of["field_mm"]
+            print(
+                f"  output factor {fx:g} x {fy:g} mm: measured {of['measured']:.3f}, "
+                f"model {of['model']:.3f} ({100 * (of['model'] / of['measured'] - 1):+.1f} %)"
+            )
     return EXIT_OK
 
 
@@ -672,12 +683,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit the photon beam model to measured water-tank scans",
         description=(
             "Fit the 6 MV pencil-beam model to PTW mcc scans (a 10 x 10 cm PDD at SSD 1000 mm "
-            "and profiles) and write the calibrated model as JSON."
+            "and profiles), and to measured output factors if given (they set the head "
+            "scatter, which 10 x 10 cm scans cannot show), and write the calibrated model as JSON."
         ),
     )
     com.add_argument("scans", nargs="+", metavar="SCANS", help="PTW .mcc files")
     com.add_argument("--out", required=True, metavar="FILE", help="model JSON to write")
     com.add_argument("--name", default="6X commissioned", help="name stored in the model")
+    com.add_argument(
+        "--output-factors",
+        metavar="CSV",
+        help=(
+            "measured output factors of square fields, rows of (side mm, output factor relative "
+            "to 10 x 10 cm); the head scatter is then fitted to them"
+        ),
+    )
+    com.add_argument(
+        "--output-factor-ssd",
+        type=float,
+        default=900.0,
+        metavar="MM",
+        help="SSD of the output-factor measurements (default 900)",
+    )
+    com.add_argument(
+        "--output-factor-depth",
+        type=float,
+        default=100.0,
+        metavar="MM",
+        help="depth of the output-factor measurements (default 100)",
+    )
     com.set_defaults(func=_cmd_commission)
 
     batch = sub.add_parser(

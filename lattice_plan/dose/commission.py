@@ -14,6 +14,12 @@ extra-focal (head-scatter) source weight and width (Jaffray et al., Med Phys
 20 (1993) 1417: extra-focal fluence of order 8 % for 6 MV, spread over the
 flattening filter; several cm wide projected to the isocentre), the jaw leakage (IEC 60976 limit 2 %) and the MLC
 transmission (LoSasso et al., Med Phys 25 (1998) 1919: 1.5-2 % for 6 MV).
+
+Head scatter sets how the output falls for small fields, and only output
+factors of the machine show it. Given measured output factors
+(``read_output_factors``), the fit also adjusts the extra-focal weight and
+width and matches the output factors along with the scans, as two-source
+head-scatter models are commissioned (Jursinic, Med Phys 24 (1997) 1677).
 """
 
 from __future__ import annotations
@@ -193,6 +199,56 @@ def read_csv(
     return Scan(kind, ssd_mm, field_mm, arr[:, 0], arr[:, 1], depth_mm, source=p.name)
 
 
+@dataclass(frozen=True)
+class OutputFactor:
+    """A measured output factor: the central-axis dose of a field at ``depth_mm`` (SSD
+    ``ssd_mm``) relative to that of 10 x 10 cm in the same set-up; field in mm at the isocentre."""
+
+    field_mm: tuple[float, float]
+    value: float
+    ssd_mm: float = 900.0
+    depth_mm: float = 100.0
+
+    def __post_init__(self) -> None:
+        fx, fy = (float(f) for f in self.field_mm)
+        object.__setattr__(self, "field_mm", (fx, fy))
+        numbers = (fx, fy, self.value, self.ssd_mm, self.depth_mm)
+        if not all(math.isfinite(float(v)) for v in numbers):
+            raise DoseError(f"output factor {self}: values must be finite")
+        if not (5.0 <= fx <= 400.0 and 5.0 <= fy <= 400.0):
+            raise DoseError(f"output factor field {self.field_mm} mm: sides must lie in 5-400 mm")
+        if not 0.2 <= self.value <= 1.5:
+            raise DoseError(
+                f"output factor {self.value} for {fx:g} x {fy:g} mm is outside 0.2-1.5; output "
+                "factors are relative to 10 x 10 cm (1.0), not in cGy/MU"
+            )
+        if not (500.0 <= self.ssd_mm <= 1500.0 and 10.0 <= self.depth_mm <= 300.0):
+            raise DoseError(
+                f"output factor set-up SSD {self.ssd_mm} mm, depth {self.depth_mm} mm: use an "
+                "SSD of 500-1500 mm and a depth of 10-300 mm"
+            )
+
+
+def read_output_factors(
+    path: str | Path, ssd_mm: float = 900.0, depth_mm: float = 100.0
+) -> list[OutputFactor]:
+    """Output factors of square fields from a CSV of (side mm at the isocentre, output factor).
+
+    All rows share one set-up (SSD and depth, mm; IROC's is SSD 900, depth 100). A row for the
+    10 x 10 cm reference, if present, must read 1.
+    """
+    p = Path(path)
+    rows = read_two_column_csv(p, "output factor", "(side mm, output factor)", DoseError)
+    out = [OutputFactor((side, side), value, ssd_mm, depth_mm) for side, value in rows]
+    for of in out:
+        if of.field_mm == (100.0, 100.0) and abs(of.value - 1.0) > 0.005:
+            raise DoseError(
+                f"output factors {p}: the 10 x 10 cm row reads {of.value}, not 1; normalise the "
+                "output factors to 10 x 10 cm"
+            )
+    return [of for of in out if of.field_mm != (100.0, 100.0)]
+
+
 # ---------------------------------------------------------------------------- fitting
 
 # Held at literature values (see the module docstring): the 10 x 10 cm tail cannot separate
@@ -230,11 +286,27 @@ _PARAMETERS: tuple[tuple[str, float, float, float], ...] = (
     ("jaw_transmission", 0.005, 0.0, 0.01),
 )
 PARAMETER_NAMES = tuple(p[0] for p in _PARAMETERS)
+# Fitted only with measured output factors: head-scatter weight (6 MV extra-focal fluence
+# 0-15 %, Jaffray et al. 1993) and width at the isocentre plane.
+_HEAD_SCATTER_PARAMETERS: tuple[tuple[str, float, float, float], ...] = (
+    ("extrafocal_weight", EXTRAFOCAL_WEIGHT, 0.0, 0.15),
+    ("extrafocal_sigma_mm", EXTRAFOCAL_SIGMA_MM, 5.0, 80.0),
+)
+HEAD_SCATTER_NAMES = tuple(p[0] for p in _HEAD_SCATTER_PARAMETERS)
+# An output factor's relative error counts this many times a scan point's: a 1 % output-factor
+# error weighs as much as 25 scan points 1 % off.
+OUTPUT_FACTOR_WEIGHT = 5.0
 
 
 def model_from_parameters(values: Sequence[float], name: str = "6X commissioned") -> BeamModel:
-    """A beam model (uncalibrated, gy_per_mu = 1) from the fit's parameter vector."""
-    v = dict(zip(PARAMETER_NAMES, (float(x) for x in values), strict=True))
+    """A beam model (uncalibrated, gy_per_mu = 1) from the fit's parameter vector.
+
+    The vector holds ``PARAMETER_NAMES``, then ``HEAD_SCATTER_NAMES`` when the head scatter is
+    fitted; otherwise it is held at the literature values.
+    """
+    values = [float(x) for x in values]
+    names = PARAMETER_NAMES + (HEAD_SCATTER_NAMES if len(values) > len(PARAMETER_NAMES) else ())
+    v = dict(zip(names, values, strict=True))
     comps = (
         LateralComponent(
             "primary",
@@ -262,8 +334,8 @@ def model_from_parameters(values: Sequence[float], name: str = "6X commissioned"
         name=name,
         components=comps,
         source_sigma_mm=(v["source_sigma_x"], v["source_sigma_y"]),
-        extrafocal_weight=EXTRAFOCAL_WEIGHT,
-        extrafocal_sigma_mm=EXTRAFOCAL_SIGMA_MM,
+        extrafocal_weight=v.get("extrafocal_weight", EXTRAFOCAL_WEIGHT),
+        extrafocal_sigma_mm=v.get("extrafocal_sigma_mm", EXTRAFOCAL_SIGMA_MM),
         jaw_transmission=v["jaw_transmission"],
         mlc_transmission=MLC_TRANSMISSION,
         horn_coeffs=(v["horn_h2"], 0.0),
@@ -324,24 +396,76 @@ class _ScanSetup:
         return calc - measured
 
 
+class _OutputFactorSetup:
+    """Output factors of one set-up (SSD, depth): one water phantom, the fields and 10 x 10 cm."""
+
+    def __init__(self, factors: Sequence[OutputFactor], reference_model: BeamModel) -> None:
+        self.factors = list(factors)
+        ssd, depth = self.factors[0].ssd_mm, self.factors[0].depth_mm
+        sad = reference_model.sad_mm
+        ct = water_phantom(ssd, depth + 5.0, 30.0, sad)
+        self.engine = DoseEngine(ct, None, reference_model, dose_spacing_mm=10.0)
+        axis_point = np.array([[0.0, ssd + depth - sad, 0.0]])
+        fields = [(100.0, 100.0)] + [of.field_mm for of in self.factors]
+        self.beams = [
+            Beam("output factor", 0.0, (0.0, 0.0, 0.0), Jaws.symmetric(*f), mu=1.0, sad_mm=sad)
+            for f in fields
+        ]
+        self.geometries = [self.engine.point_geometry(b, axis_point) for b in self.beams]
+        self.measured = np.array([of.value for of in self.factors])
+
+    def model_factors(self, model: BeamModel) -> NDArray[np.float64]:
+        dose = np.zeros(len(self.beams))
+        for n, (beam, geom) in enumerate(zip(self.beams, self.geometries, strict=True)):
+            self.engine._dose_into(
+                beam, geom.with_model(model), np.array([0]), dose[n : n + 1], model
+            )
+        return dose[1:] / dose[0]
+
+    def residuals(self, model: BeamModel) -> NDArray[np.float64]:
+        return (self.model_factors(model) / self.measured - 1.0) * OUTPUT_FACTOR_WEIGHT
+
+
+def _output_factor_setups(
+    factors: Sequence[OutputFactor], reference_model: BeamModel
+) -> list[_OutputFactorSetup]:
+    by_setup: dict[tuple[float, float], list[OutputFactor]] = {}
+    for of in factors:
+        by_setup.setdefault((of.ssd_mm, of.depth_mm), []).append(of)
+    return [_OutputFactorSetup(group, reference_model) for group in by_setup.values()]
+
+
 def commission(
-    scans: Sequence[Scan], initial: Sequence[float] | None = None, max_nfev: int = 400
+    scans: Sequence[Scan],
+    initial: Sequence[float] | None = None,
+    max_nfev: int = 400,
+    output_factors: Sequence[OutputFactor] = (),
 ) -> tuple[BeamModel, dict]:
     """Fit the model to PDD and profile scans and calibrate it; returns (model, fit report).
 
     Needs at least one PDD of a 10 x 10 cm field at SSD 1000 mm (the calibration
-    condition) and at least one profile.
+    condition) and at least one profile. With ``output_factors`` the head scatter
+    (``HEAD_SCATTER_NAMES``) is fitted too and the report lists the model's output factors.
+    ``initial`` may hold ``PARAMETER_NAMES`` alone; the head scatter then starts from the
+    literature values.
     """
     scans = list(scans)
     if not any(s.kind == "pdd" for s in scans) or not any(s.kind != "pdd" for s in scans):
         raise DoseError("commissioning needs at least one PDD and at least one profile scan")
-    x0 = np.array([p[1] for p in _PARAMETERS] if initial is None else initial, dtype=float)
-    lo = np.array([p[2] for p in _PARAMETERS])
-    hi = np.array([p[3] for p in _PARAMETERS])
+    table = _PARAMETERS + (_HEAD_SCATTER_PARAMETERS if output_factors else ())
+    x0 = [p[1] for p in table] if initial is None else [float(v) for v in initial]
+    x0 = np.array(x0 + [p[1] for p in table[len(x0) :]], dtype=float)
+    if len(x0) != len(table):
+        raise DoseError(f"initial must hold {len(table)} parameters, got {len(x0)}")
+    lo = np.array([p[2] for p in table])
+    hi = np.array([p[3] for p in table])
     x0 = np.clip(x0, lo, hi)
     shifts = {s.source: round(s.field_centre_mm(), 3) for s in scans if s.kind != "pdd"}
     scans = [s.centred() for s in scans]
-    setups = [_ScanSetup(s, model_from_parameters(x0)) for s in scans]
+    start = model_from_parameters(x0)
+    of_setups = _output_factor_setups(output_factors, start)
+    setups: list[_ScanSetup | _OutputFactorSetup] = [_ScanSetup(s, start) for s in scans]
+    setups += of_setups
 
     def fun(x: NDArray[np.float64]) -> NDArray[np.float64]:
         model = model_from_parameters(x)
@@ -353,15 +477,28 @@ def commission(
     model = model_from_parameters(result.x)
     gy_per_mu = 0.01 / _reference_dose_per_mu(model)
     model = model.with_calibration(gy_per_mu)
-    res = result.fun  # the residuals at result.x, as least_squares returns them
+    # the scan residuals at result.x, as least_squares returns them (output factors follow)
+    res = result.fun[: sum(len(s.positions_mm) for s in scans)]
     report = {
-        "parameters": dict(zip(PARAMETER_NAMES, (float(v) for v in result.x), strict=True)),
+        "parameters": dict(zip([p[0] for p in table], (float(v) for v in result.x), strict=True)),
         "rms_residual": float(np.sqrt(np.mean(res**2))),
         "max_abs_residual": float(np.abs(res).max()),
         "n_evaluations": int(result.nfev),
         "profile_centre_shift_mm": shifts,
         "status": str(result.message),
     }
+    if of_setups:
+        report["output_factors"] = [
+            {
+                "field_mm": list(of.field_mm),
+                "ssd_mm": of.ssd_mm,
+                "depth_mm": of.depth_mm,
+                "measured": of.value,
+                "model": round(float(calc), 4),
+            }
+            for setup in of_setups
+            for of, calc in zip(setup.factors, setup.model_factors(model), strict=True)
+        ]
     return model, report
 
 
@@ -384,9 +521,15 @@ def file_provenance(paths: Sequence[str | Path]) -> list[dict[str, str]]:
 
 
 def commission_files(
-    paths: Sequence[str | Path], name: str = "6X commissioned"
+    paths: Sequence[str | Path],
+    name: str = "6X commissioned",
+    output_factor_file: str | Path | None = None,
+    output_factor_setup_mm: tuple[float, float] = (900.0, 100.0),
 ) -> tuple[BeamModel, dict]:
-    """Read mcc (or .csv is refused: use read_csv) files, fit, and attach provenance."""
+    """Read mcc files (and optionally an output-factor CSV), fit, and attach provenance.
+
+    ``output_factor_setup_mm``: (SSD, depth) of the output factors in the CSV.
+    """
     scans: list[Scan] = []
     for p in paths:
         if Path(p).suffix.lower() != ".mcc":
@@ -394,15 +537,32 @@ def commission_files(
                 f"{p}: the commission command reads PTW .mcc files; load CSV with read_csv"
             )
         scans.extend(read_mcc(p))
-    model, report = commission(scans)
+    factors: list[OutputFactor] = []
+    if output_factor_file is not None:
+        factors = read_output_factors(output_factor_file, *output_factor_setup_mm)
+    model, report = commission(scans, output_factors=factors)
+    inputs = [*paths, *([output_factor_file] if output_factor_file is not None else [])]
+    fixed = {}
+    if not factors:
+        fixed["extrafocal_weight"] = (
+            f"{EXTRAFOCAL_WEIGHT} (Jaffray et al., Med Phys 20 (1993) 1417)"
+        )
+        fixed["extrafocal_sigma_mm"] = f"{EXTRAFOCAL_SIGMA_MM} at the isocentre plane (same source)"
+    fixed["mlc_transmission"] = f"{MLC_TRANSMISSION} (LoSasso et al., Med Phys 25 (1998) 1919)"
+    fixed["kernel_radius_mm"] = "150"
+    command = "lattice-plan commission " + " ".join(Path(p).name for p in paths)
+    if output_factor_file is not None:
+        ssd, depth = output_factor_setup_mm
+        command += (
+            f" --output-factors {Path(output_factor_file).name}"
+            f" --output-factor-ssd {ssd:g} --output-factor-depth {depth:g}"
+        )
     provenance = {
-        "fitted_to": file_provenance(paths),
+        "fitted_to": file_provenance(inputs),
         "scans": [s.source for s in scans],
         "fit": report,
         "fitted_on": _dt.date.today().isoformat(),
-        "command": "lattice-plan commission "
-        + " ".join(Path(p).name for p in paths)
-        + " --out MODEL.json",
+        "command": command + " --out MODEL.json",
         "structure": (
             "pencil-beam superposition: Gaussian primary kernel with electron contamination, two "
             "exponential scatter kernels exp(-r/l)/(2 pi l r) (Ahnesjo et al. 1992), each with a "
@@ -414,14 +574,19 @@ def commission_files(
             "primary_mu": "0.0049-0.0051 /mm (zero-area TMR of 6 MV, Bjarngard and Petti 1988)",
             "s1_lambda": "1-4.5 mm (6 MV primary kernel, 98 % within about 13 mm: Nyholm et al. "
             "2006)",
+            **(
+                {
+                    "extrafocal_weight": "0-0.15 (Jaffray et al. 1993), fitted to the output factors",
+                    "extrafocal_sigma_mm": "5-80 mm at the isocentre plane, fitted likewise",
+                }
+                if factors
+                else {}
+            ),
         },
-        "fixed_from_literature": {
-            "extrafocal_weight": f"{EXTRAFOCAL_WEIGHT} (Jaffray et al., Med Phys 20 (1993) 1417)",
-            "extrafocal_sigma_mm": f"{EXTRAFOCAL_SIGMA_MM} at the isocentre plane (same source)",
-            "mlc_transmission": f"{MLC_TRANSMISSION} (LoSasso et al., Med Phys 25 (1998) 1919)",
-            "kernel_radius_mm": "150",
-        },
-        "not_used_in_fit": "BJR Supplement 25 PDD values and IROC output factors (kept for validation)",
+        "fixed_from_literature": fixed,
+        "not_used_in_fit": "BJR Supplement 25 PDD values"
+        + ("" if factors else " and IROC output factors")
+        + " (kept for validation)",
         "calibration": "0.01 Gy/MU at d_max, 10 x 10 cm, SSD 1000 mm",
     }
     model = replace(model, name=name, provenance=provenance)
