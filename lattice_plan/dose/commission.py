@@ -246,7 +246,10 @@ def read_output_factors(
                 f"output factors {p}: the 10 x 10 cm row reads {of.value}, not 1; normalise the "
                 "output factors to 10 x 10 cm"
             )
-    return [of for of in out if of.field_mm != (100.0, 100.0)]
+    out = [of for of in out if of.field_mm != (100.0, 100.0)]
+    if not out:
+        raise DoseError(f"output factors {p}: only the 10 x 10 cm reference; add other fields")
+    return out
 
 
 # ---------------------------------------------------------------------------- fitting

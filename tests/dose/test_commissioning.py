@@ -69,6 +69,7 @@ def test_output_factor_csv_reader(tmp_path):
         ("20,79.0\n", "not in cGy/MU"),
         ("2,0.5\n", "5-400 mm"),
         ("20,0.8\n30,abc\n", "line 2"),
+        ("100,1.0\n", "only the 10 x 10 cm reference"),
     ],
 )
 def test_bad_output_factor_files_are_refused(tmp_path, text, message):
