@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from lattice_plan import __version__
 from lattice_plan.errors import (
     AnalysisError,
+    DoseError,
     InputFileError,
     LatticePlanError,
     ProtocolError,
@@ -398,11 +399,20 @@ def _cmd_qa(args: argparse.Namespace) -> int:
 def _cmd_commission(args: argparse.Namespace) -> int:
     from lattice_plan.dose.commission import commission_files
 
+    setup_given = args.output_factor_ssd is not None or args.output_factor_depth is not None
+    if setup_given and args.output_factors is None:
+        raise DoseError(
+            "--output-factor-ssd and --output-factor-depth describe an output-factor file: "
+            "give it with --output-factors CSV"
+        )
     model, report = commission_files(
         args.scans,
         name=args.name,
         output_factor_file=args.output_factors,
-        output_factor_setup_mm=(args.output_factor_ssd, args.output_factor_depth),
+        output_factor_setup_mm=(
+            900.0 if args.output_factor_ssd is None else args.output_factor_ssd,
+            100.0 if args.output_factor_depth is None else args.output_factor_depth,
+        ),
     )
     model.to_json(args.out)
     if not args.quiet:
@@ -701,14 +711,12 @@ def build_parser() -> argparse.ArgumentParser:
     com.add_argument(
         "--output-factor-ssd",
         type=float,
-        default=900.0,
         metavar="MM",
         help="SSD of the output-factor measurements (default 900)",
     )
     com.add_argument(
         "--output-factor-depth",
         type=float,
-        default=100.0,
         metavar="MM",
         help="depth of the output-factor measurements (default 100)",
     )

@@ -17,9 +17,9 @@ transmission (LoSasso et al., Med Phys 25 (1998) 1919: 1.5-2 % for 6 MV).
 
 Head scatter sets how the output falls for small fields, and only output
 factors of the machine show it. Given measured output factors
-(``read_output_factors``), the fit also adjusts the extra-focal weight and
-width and matches the output factors along with the scans, as two-source
-head-scatter models are commissioned (Jursinic, Med Phys 24 (1997) 1677).
+(``read_output_factors``), a second stage fits the extra-focal weight and width
+to them and the scans, the kernels held, as two-source head-scatter models are
+commissioned (Jursinic, Med Phys 24 (1997) 1677).
 """
 
 from __future__ import annotations
@@ -210,10 +210,16 @@ class OutputFactor:
     depth_mm: float = 100.0
 
     def __post_init__(self) -> None:
-        fx, fy = (float(f) for f in self.field_mm)
+        try:
+            fx, fy = (float(f) for f in self.field_mm)
+            numbers = [float(v) for v in (fx, fy, self.value, self.ssd_mm, self.depth_mm)]
+        except (TypeError, ValueError):
+            raise DoseError(
+                f"output factor {self.field_mm!r}: {self.value!r}: field sizes, value, SSD and "
+                "depth must be numbers"
+            ) from None
         object.__setattr__(self, "field_mm", (fx, fy))
-        numbers = (fx, fy, self.value, self.ssd_mm, self.depth_mm)
-        if not all(math.isfinite(float(v)) for v in numbers):
+        if not all(math.isfinite(v) for v in numbers):
             raise DoseError(f"output factor {self}: values must be finite")
         if not (5.0 <= fx <= 400.0 and 5.0 <= fy <= 400.0):
             raise DoseError(f"output factor field {self.field_mm} mm: sides must lie in 5-400 mm")
@@ -246,6 +252,13 @@ def read_output_factors(
                 f"output factors {p}: the 10 x 10 cm row reads {of.value}, not 1; normalise the "
                 "output factors to 10 x 10 cm"
             )
+    sides = [of.field_mm for of in out]
+    twice = sorted({f[0] for f in sides if sides.count(f) > 1})
+    if twice:
+        raise DoseError(
+            f"output factors {p}: the field side(s) {', '.join(f'{v:g}' for v in twice)} mm "
+            "appear twice; keep one value per field (average repeated measurements)"
+        )
     out = [of for of in out if of.field_mm != (100.0, 100.0)]
     if not out:
         raise DoseError(f"output factors {p}: only the 10 x 10 cm reference; add other fields")
@@ -254,7 +267,8 @@ def read_output_factors(
 
 # ---------------------------------------------------------------------------- fitting
 
-# Held at literature values (see the module docstring): the 10 x 10 cm tail cannot separate
+# Held at literature values (see the module docstring) unless output factors are given (then the
+# start of their fit): the 10 x 10 cm tail cannot separate
 # head scatter from phantom scatter.
 EXTRAFOCAL_WEIGHT = 0.08
 EXTRAFOCAL_SIGMA_MM = 35.0
@@ -447,50 +461,92 @@ def commission(
     """Fit the model to PDD and profile scans and calibrate it; returns (model, fit report).
 
     Needs at least one PDD of a 10 x 10 cm field at SSD 1000 mm (the calibration
-    condition) and at least one profile. With ``output_factors`` the head scatter
-    (``HEAD_SCATTER_NAMES``) is fitted too and the report lists the model's output factors.
-    ``initial`` may hold ``PARAMETER_NAMES`` alone; the head scatter then starts from the
-    literature values.
+    condition) and at least one profile. ``initial`` holds ``PARAMETER_NAMES`` (with
+    output factors, optionally followed by ``HEAD_SCATTER_NAMES``).
+
+    With ``output_factors`` the fit has two stages: the scans fit the kernels and the source
+    with the literature head scatter, as without them; then, with those held, the head scatter
+    (``HEAD_SCATTER_NAMES``) is fitted to the output factors and the scans together. The phantom
+    kernels stay what the scans (and their check against published kernels) make them; output
+    factors only set what they alone show. The report lists the model's output factors.
     """
     scans = list(scans)
     if not any(s.kind == "pdd" for s in scans) or not any(s.kind != "pdd" for s in scans):
         raise DoseError("commissioning needs at least one PDD and at least one profile scan")
-    table = _PARAMETERS + (_HEAD_SCATTER_PARAMETERS if output_factors else ())
-    x0 = [p[1] for p in table] if initial is None else [float(v) for v in initial]
-    x0 = np.array(x0 + [p[1] for p in table[len(x0) :]], dtype=float)
-    if len(x0) != len(table):
-        raise DoseError(f"initial must hold {len(table)} parameters, got {len(x0)}")
-    lo = np.array([p[2] for p in table])
-    hi = np.array([p[3] for p in table])
+    n_scan_params = len(_PARAMETERS)
+    head0 = [p[1] for p in _HEAD_SCATTER_PARAMETERS]
+    if initial is not None:
+        initial = [float(v) for v in initial]
+        if len(initial) == n_scan_params + len(head0) and output_factors:
+            initial, head0 = initial[:n_scan_params], initial[n_scan_params:]
+        elif len(initial) != n_scan_params:
+            raise DoseError(
+                f"initial must hold the {n_scan_params} values of PARAMETER_NAMES (with output "
+                f"factors, optionally followed by the {len(head0)} of HEAD_SCATTER_NAMES), "
+                f"got {len(initial)}"
+            )
+    x0 = np.array([p[1] for p in _PARAMETERS] if initial is None else initial, dtype=float)
+    lo = np.array([p[2] for p in _PARAMETERS])
+    hi = np.array([p[3] for p in _PARAMETERS])
     x0 = np.clip(x0, lo, hi)
     shifts = {s.source: round(s.field_centre_mm(), 3) for s in scans if s.kind != "pdd"}
     scans = [s.centred() for s in scans]
     start = model_from_parameters(x0)
-    of_setups = _output_factor_setups(output_factors, start)
-    setups: list[_ScanSetup | _OutputFactorSetup] = [_ScanSetup(s, start) for s in scans]
-    setups += of_setups
+    scan_setups = [_ScanSetup(s, start) for s in scans]
 
-    def fun(x: NDArray[np.float64]) -> NDArray[np.float64]:
-        model = model_from_parameters(x)
-        return np.concatenate([s.residuals(model) for s in setups])
+    def scan_residuals(model: BeamModel) -> NDArray[np.float64]:
+        return np.concatenate([s.residuals(model) for s in scan_setups])
 
     result = optimize.least_squares(
-        fun, x0, bounds=(lo, hi), x_scale="jac", diff_step=1e-3, max_nfev=max_nfev
+        lambda x: scan_residuals(model_from_parameters(x)),
+        x0,
+        bounds=(lo, hi),
+        x_scale="jac",
+        diff_step=1e-3,
+        max_nfev=max_nfev,
     )
-    model = model_from_parameters(result.x)
+    fitted = list(result.x)
+    of_setups = _output_factor_setups(output_factors, start)
+    head_result = None
+    if of_setups:
+        h_lo = np.array([p[2] for p in _HEAD_SCATTER_PARAMETERS])
+        h_hi = np.array([p[3] for p in _HEAD_SCATTER_PARAMETERS])
+
+        def with_head(h: NDArray[np.float64]) -> BeamModel:
+            return model_from_parameters([*fitted, *h])
+
+        def all_residuals(h: NDArray[np.float64]) -> NDArray[np.float64]:
+            model = with_head(h)
+            parts = [scan_residuals(model)] + [s.residuals(model) for s in of_setups]
+            return np.concatenate(parts)
+
+        head_result = optimize.least_squares(
+            all_residuals,
+            np.clip(head0, h_lo, h_hi),
+            bounds=(h_lo, h_hi),
+            x_scale="jac",
+            diff_step=1e-3,
+            max_nfev=max_nfev,
+        )
+        fitted += list(head_result.x)
+    model = model_from_parameters(fitted)
     gy_per_mu = 0.01 / _reference_dose_per_mu(model)
     model = model.with_calibration(gy_per_mu)
-    # the scan residuals at result.x, as least_squares returns them (output factors follow)
-    res = result.fun[: sum(len(s.positions_mm) for s in scans)]
-    report = {
-        "parameters": dict(zip([p[0] for p in table], (float(v) for v in result.x), strict=True)),
+    res = scan_residuals(model)
+    names = PARAMETER_NAMES + (HEAD_SCATTER_NAMES if of_setups else ())
+    report: dict = {
+        "parameters": dict(zip(names, (float(v) for v in fitted), strict=True)),
         "rms_residual": float(np.sqrt(np.mean(res**2))),
         "max_abs_residual": float(np.abs(res).max()),
         "n_evaluations": int(result.nfev),
         "profile_centre_shift_mm": shifts,
         "status": str(result.message),
     }
-    if of_setups:
+    if head_result is not None:
+        report["head_scatter_fit"] = {
+            "n_evaluations": int(head_result.nfev),
+            "status": str(head_result.message),
+        }
         report["output_factors"] = [
             {
                 "field_mm": list(of.field_mm),
@@ -579,7 +635,8 @@ def commission_files(
             "2006)",
             **(
                 {
-                    "extrafocal_weight": "0-0.15 (Jaffray et al. 1993), fitted to the output factors",
+                    "extrafocal_weight": "0-0.15 (Jaffray et al. 1993), fitted to the output factors "
+                    "and the scans in a second stage, the other parameters held",
                     "extrafocal_sigma_mm": "5-80 mm at the isocentre plane, fitted likewise",
                 }
                 if factors
@@ -587,9 +644,7 @@ def commission_files(
             ),
         },
         "fixed_from_literature": fixed,
-        "not_used_in_fit": "BJR Supplement 25 PDD values"
-        + ("" if factors else " and IROC output factors")
-        + " (kept for validation)",
+        "not_used_in_fit": "BJR Supplement 25 PDD values and IROC output factors (kept for validation)",
         "calibration": "0.01 Gy/MU at d_max, 10 x 10 cm, SSD 1000 mm",
     }
     model = replace(model, name=name, provenance=provenance)
