@@ -397,7 +397,11 @@ def _cmd_qa(args: argparse.Namespace) -> int:
 
 
 def _cmd_commission(args: argparse.Namespace) -> int:
-    from lattice_plan.dose.commission import commission_files
+    from lattice_plan.dose.commission import (
+        OUTPUT_FACTOR_DEPTH_MM,
+        OUTPUT_FACTOR_SSD_MM,
+        commission_files,
+    )
 
     setup_given = args.output_factor_ssd is not None or args.output_factor_depth is not None
     if setup_given and args.output_factors is None:
@@ -410,8 +414,10 @@ def _cmd_commission(args: argparse.Namespace) -> int:
         name=args.name,
         output_factor_file=args.output_factors,
         output_factor_setup_mm=(
-            900.0 if args.output_factor_ssd is None else args.output_factor_ssd,
-            100.0 if args.output_factor_depth is None else args.output_factor_depth,
+            OUTPUT_FACTOR_SSD_MM if args.output_factor_ssd is None else args.output_factor_ssd,
+            OUTPUT_FACTOR_DEPTH_MM
+            if args.output_factor_depth is None
+            else args.output_factor_depth,
         ),
     )
     model.to_json(args.out)

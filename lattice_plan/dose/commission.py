@@ -199,6 +199,11 @@ def read_csv(
     return Scan(kind, ssd_mm, field_mm, arr[:, 0], arr[:, 1], depth_mm, source=p.name)
 
 
+# IROC's output-factor set-up (SAD: SSD 900 mm, 100 mm depth), the default for measured ones
+OUTPUT_FACTOR_SSD_MM = 900.0
+OUTPUT_FACTOR_DEPTH_MM = 100.0
+
+
 @dataclass(frozen=True)
 class OutputFactor:
     """A measured output factor: the central-axis dose of a field at ``depth_mm`` (SSD
@@ -206,8 +211,8 @@ class OutputFactor:
 
     field_mm: tuple[float, float]
     value: float
-    ssd_mm: float = 900.0
-    depth_mm: float = 100.0
+    ssd_mm: float = OUTPUT_FACTOR_SSD_MM
+    depth_mm: float = OUTPUT_FACTOR_DEPTH_MM
 
     def __post_init__(self) -> None:
         try:
@@ -236,7 +241,7 @@ class OutputFactor:
 
 
 def read_output_factors(
-    path: str | Path, ssd_mm: float = 900.0, depth_mm: float = 100.0
+    path: str | Path, ssd_mm: float = OUTPUT_FACTOR_SSD_MM, depth_mm: float = OUTPUT_FACTOR_DEPTH_MM
 ) -> list[OutputFactor]:
     """Output factors of square fields from a CSV of (side mm at the isocentre, output factor).
 
@@ -512,11 +517,8 @@ def commission(
         h_lo = np.array([p[2] for p in _HEAD_SCATTER_PARAMETERS])
         h_hi = np.array([p[3] for p in _HEAD_SCATTER_PARAMETERS])
 
-        def with_head(h: NDArray[np.float64]) -> BeamModel:
-            return model_from_parameters([*fitted, *h])
-
         def all_residuals(h: NDArray[np.float64]) -> NDArray[np.float64]:
-            model = with_head(h)
+            model = model_from_parameters([*fitted, *h])
             parts = [scan_residuals(model)] + [s.residuals(model) for s in of_setups]
             return np.concatenate(parts)
 
@@ -583,7 +585,7 @@ def commission_files(
     paths: Sequence[str | Path],
     name: str = "6X commissioned",
     output_factor_file: str | Path | None = None,
-    output_factor_setup_mm: tuple[float, float] = (900.0, 100.0),
+    output_factor_setup_mm: tuple[float, float] = (OUTPUT_FACTOR_SSD_MM, OUTPUT_FACTOR_DEPTH_MM),
 ) -> tuple[BeamModel, dict]:
     """Read mcc files (and optionally an output-factor CSV), fit, and attach provenance.
 
