@@ -41,7 +41,7 @@ from lattice_plan.dose.engine import DoseEngine, PointGeometry
 from lattice_plan.dose.model import BeamModel, DepthTerm, LateralComponent
 from lattice_plan.dose.water import water_phantom
 from lattice_plan.errors import DoseError, InputFileError
-from lattice_plan.io.two_column_csv import read_two_column_csv
+from lattice_plan.files import read_two_column_csv
 
 log = logging.getLogger(__name__)
 

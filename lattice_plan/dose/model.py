@@ -220,7 +220,7 @@ class BeamModel:
 
     def to_json(self, path: str | Path) -> None:
         """Write the model as JSON (atomically)."""
-        from lattice_plan.io.atomic import atomic_output_path
+        from lattice_plan.files import atomic_output_path
 
         with atomic_output_path(Path(path)) as tmp:
             Path(tmp).write_text(json.dumps(self.to_dict(), indent=2) + "\n")

@@ -36,11 +36,11 @@ from lattice_plan.analysis.dvh import DVH, evaluate_metric
 from lattice_plan.analysis.metric_strings import MetricSpec
 from lattice_plan.analysis.sfrt import evaluate_pvdr
 from lattice_plan.errors import AnalysisError, ProtocolError
+from lattice_plan.files import atomic_output_path
 from lattice_plan.geometry.morphology import connected_components
 from lattice_plan.geometry.morphology import union as union_of
 from lattice_plan.geometry.structure import Structure, StructureSet
 from lattice_plan.geometry.volume import Volume
-from lattice_plan.io.atomic import atomic_output_path
 from lattice_plan.planning.plan import Plan
 from lattice_plan.qa import _metrics
 from lattice_plan.qa.matching import match_structure
