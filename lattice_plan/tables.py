@@ -2,9 +2,11 @@
 
 ``TomlTable`` hands out a table's keys with type checks and refuses unknown
 keys; every message reads ``<file>: [<table>] <key>: expected <what>, got <value>``.
-:func:`read_toml_file` reads a TOML file with the same messages for a missing
-file or bad syntax. Plan specs, protocols and cohort files use them. This
-module imports nothing from the package except :mod:`lattice_plan.errors`.
+:func:`read_toml_file` (and :func:`read_toml_text`, for readers that report
+line numbers) read a file with one set of messages for a missing file or bad
+syntax. Plan specs read their tables with ``TomlTable``; plan specs, protocols
+and cohort files are read by these functions. This module imports nothing from
+the package except :mod:`lattice_plan.errors`.
 """
 
 from __future__ import annotations
@@ -23,15 +25,20 @@ import numpy as np
 
 from lattice_plan.errors import InputFileError, LatticePlanError, SpecError
 
-__all__ = ["TomlTable", "coerce_value", "dataclass_from_table", "read_toml_file"]
+__all__ = [
+    "TomlTable",
+    "coerce_value",
+    "dataclass_from_table",
+    "read_toml_file",
+    "read_toml_text",
+]
 
 
-def read_toml_file(path: str | os.PathLike[str], what: str) -> tuple[Path, dict[str, Any]]:
-    """(path, data) of the TOML file ``path``; ``what`` names its role in messages.
+def read_toml_text(path: str | os.PathLike[str], what: str) -> tuple[Path, str]:
+    """(path, text) of the UTF-8 text file ``path``; ``what`` names its role in messages.
 
     A missing or unreadable file raises InputFileError ("<what> '<path>' does not
-    exist"); a file that is not UTF-8 TOML raises SpecError ("<path>: not valid
-    TOML: <parser message with line>; fix the syntax").
+    exist; check the path"); a file that is not UTF-8 raises SpecError.
     """
     p = Path(path)
     try:
@@ -45,9 +52,18 @@ def read_toml_file(path: str | os.PathLike[str], what: str) -> tuple[Path, dict[
     except OSError as exc:
         raise InputFileError(f"cannot read {what} {str(p)!r}: {exc.strerror}") from exc
     try:
-        return p, tomllib.loads(raw.decode("utf-8"))
+        return p, raw.decode("utf-8")
     except UnicodeDecodeError:
         raise SpecError(f"{p}: not a UTF-8 text file; a {what} is TOML") from None
+
+
+def read_toml_file(path: str | os.PathLike[str], what: str) -> tuple[Path, dict[str, Any]]:
+    """(path, data) of the TOML file ``path``, with the messages of :func:`read_toml_text`;
+    bad syntax raises SpecError ("<path>: not valid TOML: <parser message with its line>;
+    fix the syntax")."""
+    p, text = read_toml_text(path, what)
+    try:
+        return p, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{p}: not valid TOML: {exc}; fix the syntax") from None
 

@@ -49,9 +49,8 @@ from __future__ import annotations
 
 import os
 import tomllib
-from pathlib import Path
 
-from lattice_plan.errors import InputFileError, SpecError
+from lattice_plan.errors import SpecError
 from lattice_plan.qa.protocol_model import (
     AT_LIMIT_RTOL,
     Comparison,
@@ -64,6 +63,7 @@ from lattice_plan.qa.protocol_model import (
     StructureSpec,
 )
 from lattice_plan.qa.protocol_reader import _Reader
+from lattice_plan.tables import read_toml_text
 
 
 def parse_protocol(text: str, source: str = "<string>") -> Protocol:
@@ -77,13 +77,7 @@ def parse_protocol(text: str, source: str = "<string>") -> Protocol:
 
 def load_protocol(path: str | os.PathLike[str]) -> Protocol:
     """Read and validate a protocol TOML file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputFileError(f"protocol file {str(p)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"cannot read protocol file {str(p)!r}: {exc}") from None
+    p, text = read_toml_text(path, "protocol file")
     return parse_protocol(text, source=str(p))
 
 
