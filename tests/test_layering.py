@@ -7,10 +7,14 @@ import that breaks the layers (must fail), so the check itself is checked.
 from __future__ import annotations
 
 import os
+import pkgutil
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+import lattice_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 _LINT = (
@@ -45,3 +49,10 @@ def test_a_lower_layer_importing_a_higher_one_breaks_the_contract(tmp_path: Path
     res = _lint(tmp_path)
     assert res.returncode == 1, res.stdout + res.stderr
     assert "lattice_plan.dose.hu -> lattice_plan.io.rtdose" in res.stdout
+
+
+def test_kernels_contract_forbids_every_other_top_level_module() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (kernels,) = [c for c in config["contracts"] if c["type"] == "forbidden"]
+    top = {f"lattice_plan.{m.name}" for m in pkgutil.iter_modules(lattice_plan.__path__)}
+    assert set(kernels["forbidden_modules"]) == top - {"lattice_plan.kernels"}
