@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from lattice_plan.errors import InputFileError, StructureNotFoundError
@@ -16,6 +17,7 @@ from lattice_plan.io.rtstruct import list_rois, read_rtstruct
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, eq=False)
 class DicomCase:
     """A patient read from DICOM: the Patient, its CT series (slice UIDs) and the source RTSTRUCT."""
 
