@@ -20,6 +20,7 @@ The command line (``lattice-plan demo``, ``plan``, ``evaluate``, ...) and the
 cohort runner call these functions.
 """
 
+from lattice_plan.errors import PlanningError  # noqa: F401 (raised here; the old module had it)
 from lattice_plan.planning.plan import ARMS
 from lattice_plan.qa.lookup import load_protocol_arg, protocol_arm_for
 from lattice_plan.workflow._common import DEFAULT_METRICS, EQD2_METRICS, REPORTED_KINDS, Progress
