@@ -385,7 +385,7 @@ def test_outputs_replace_an_earlier_output_and_leave_nothing_on_failure(
     def broken(*args, **kw):
         raise DicomError("disk full (simulated)")
 
-    monkeypatch.setattr(workflow, "write_rtdose", broken)
+    monkeypatch.setattr(workflow.outputs, "write_rtdose", broken)
     with pytest.raises(DicomError, match="simulated"):
         workflow.write_case_outputs(patient, [plan], out, report=True, **kwargs)
     # The failed run left the complete earlier output untouched and no temporary folder.
