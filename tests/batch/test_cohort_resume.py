@@ -12,6 +12,7 @@ import json
 import textwrap
 
 import pytest
+from dask.distributed import WorkerPlugin
 
 from lattice_plan import batch
 from lattice_plan.batch import TASK_RECORD, run_cohort
@@ -134,3 +135,52 @@ def test_temporary_folders_of_killed_tasks_are_removed(cohort_dir):
     _run(folder)
     assert [d.exists() for d in stale] == [False, False]
     assert keep.is_dir() and (arm_dir / "default" / TASK_RECORD).is_file()
+
+
+class _DieOnTask(WorkerPlugin):
+    """On every (re)started worker: the task's first step kills the worker process, as the
+    kernel's out-of-memory killer or a node failure would."""
+
+    def setup(self, worker):
+        import os
+
+        from lattice_plan import batch as worker_batch
+
+        def die(case):
+            os._exit(9)
+
+        worker_batch._load_case = die
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_task_is_a_failed_row_and_no_record(tmp_path):
+    """A real local Dask cluster whose worker dies inside the task: the cohort still finishes,
+    the task is a failed row saying the worker was lost, and no task.json claims it done (so
+    the next run redoes it)."""
+    import sys
+
+    import cloudpickle
+    import dask
+    from dask.distributed import LocalCluster
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+    (tmp_path / "a" / "CT").mkdir(parents=True)
+    (tmp_path / "a" / "CT" / "ct1.dcm").write_bytes(b"ct")
+    (tmp_path / "a" / "RS.dcm").write_bytes(b"rs")
+    cohort = tmp_path / "cohort.toml"
+    text = COHORT.replace("SPACING", "4.0").replace('arms = ["SCART", "CRT"]', 'arms = ["CRT"]')
+    cohort.write_text(textwrap.dedent(text.split('[[cases]]\nid = "b"')[0]))
+    # A task that has killed one worker is not given to another (the default tries 3 more).
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster:
+            cluster.get_client().register_plugin(_DieOnTask())
+            result = run_cohort(
+                load_cohort(cohort), tmp_path / "out", scheduler=cluster.scheduler_address
+            )
+    (row,) = result.rows
+    assert (row.case, row.arm, row.status) == ("a", "CRT", "failed")
+    assert row.error.startswith("worker lost")
+    assert not (tmp_path / "out" / "a" / "crt" / "default" / TASK_RECORD).exists()
+    assert json.loads(result.table_json.read_text())["tasks"] == 1
