@@ -152,6 +152,35 @@ def trajectory_fluence(
     return FluenceMap(values, pixel_mm, origin, delivered=True)
 
 
+def pair_open_mu(
+    cp_beam: ControlPointBeam, machine: Machine, xs_mm: NDArray
+) -> NDArray[np.float64]:
+    """Open meterset (MU) at points ``xs_mm`` on each leaf pair's centre line, (n_pairs, nx).
+
+    No transmission and no tongue-and-groove (each pair alone): what a leaf
+    sequence is checked against.
+    """
+    m = machine_for(cp_beam, machine)
+    traj = trajectory(cp_beam, m)
+    pairs = np.arange(m.mlc.n_pairs, dtype=np.int64)
+    xs = np.ascontiguousarray(xs_mm, dtype=float)
+    out = np.zeros((len(pairs), len(xs)))
+    jaw = np.zeros_like(out)
+    trajectory_fractions(
+        traj.weights,
+        np.ascontiguousarray(traj.x1),
+        np.ascontiguousarray(traj.x2),
+        np.ascontiguousarray(traj.jaws),
+        xs,
+        np.ascontiguousarray(m.mlc.centers_mm),
+        pairs,
+        pairs,
+        out,
+        jaw,
+    )
+    return out * cp_beam.mu
+
+
 def _cut(traj: Trajectory, a: float, b: float) -> Trajectory:
     """The part of the trajectory between fractional control-point indices a < b (linear in between)."""
     idx = np.arange(len(traj.weights), dtype=float)
