@@ -152,6 +152,23 @@ def trajectory_fluence(
     return FluenceMap(values, pixel_mm, origin, delivered=True)
 
 
+def delivery_time_s(cp_beam: ControlPointBeam, machine: Machine) -> float:
+    """Beam-on plus motion time (s): each control-point interval lasts as long as its slowest axis.
+
+    Meterset at the maximum dose rate, leaves at the maximum leaf speed, jaws
+    at the same speed, gantry at the maximum gantry speed; beam-hold
+    overheads between step-and-shoot segments are not modelled.
+    """
+    dm = np.diff(cp_beam.weights) * cp_beam.mu / machine.max_mu_per_s
+    moves = [np.abs(np.diff(cp_beam.jaw_array(), axis=0)).max(axis=1)]
+    if cp_beam.has_mlc:
+        x1, x2 = cp_beam.banks()
+        moves.append(np.abs(np.diff(np.concatenate([x1, x2], axis=1), axis=0)).max(axis=1))
+    leaf = np.max(moves, axis=0) / machine.max_leaf_speed_mm_s
+    gantry = np.abs(np.diff(cp_beam.gantry_path_deg())) / machine.max_gantry_speed_deg_s
+    return float(np.sum(np.maximum(np.maximum(dm, leaf), gantry)))
+
+
 def pair_open_mu(
     cp_beam: ControlPointBeam, machine: Machine, xs_mm: NDArray
 ) -> NDArray[np.float64]:

@@ -124,7 +124,8 @@ def _row_vertices(
 
     def s_b(x: NDArray) -> NDArray:
         r = _staircase(edges[:-1], rises[:-1], x)  # no rise counted at X1 (I = 0 beyond)
-        return np.maximum(r, gap / v + s_a(x + gap))
+        # s_a(x + gap), with its jumps placed at inner - gap so the knots below match exactly
+        return np.maximum(r, gap / v + _staircase(inner - gap, falls_inner, x))
 
     def vertices(knots: NDArray, stair, start: float, stop: float) -> tuple[NDArray, NDArray]:
         k = np.unique(np.clip(knots, start, stop))
