@@ -64,6 +64,7 @@ from lattice_plan.planning.objectives import (
 from lattice_plan.planning.optimizer import (
     DEFAULT_SMOOTHNESS,
     OptimizationResult,
+    StopRule,
     objective_terms,
     optimize_fluence,
 )
@@ -198,28 +199,6 @@ def resolve_oars(
     return [patient.structures.get(n) for n in oars]
 
 
-class SubsetOperator:
-    """An engine fluence operator restricted to fixed dose-grid voxels (flat indices)."""
-
-    def __init__(self, operator: Any, voxels: NDArray[np.int64]) -> None:
-        self.operator = operator
-        self.voxels = np.ascontiguousarray(voxels, dtype=np.int64)
-
-    @property
-    def n_beamlets(self) -> int:
-        return int(self.operator.n_beamlets)
-
-    @property
-    def n_voxels(self) -> int:
-        return len(self.voxels)
-
-    def forward(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
-        return self.operator.forward(x, self.voxels)
-
-    def adjoint(self, g: NDArray[np.float64]) -> NDArray[np.float64]:
-        return self.operator.adjoint(g, self.voxels)
-
-
 def check_plan_options(
     n_beams: int, arc_deg: float | None, beamlet_mm: float, objectives: Sequence[Objective] | None
 ) -> None:
@@ -271,6 +250,8 @@ def build_optimised_plan(
     smoothness: float = DEFAULT_SMOOTHNESS,
     info: dict[str, Any] | None = None,
     started_s: float | None = None,
+    stop: StopRule | None = None,
+    fast: bool = True,
 ) -> Plan:
     """Optimise, compute and normalise a fluence-modulated plan (see the module docstring).
 
@@ -278,7 +259,12 @@ def build_optimised_plan(
     made for it); ``fluence_target`` is what the beamlet maps cover (the GTV).
     ``started_s`` (``time.perf_counter()``) is when the caller began building
     those structures: the time until now is reported as ``geometry`` and counts
-    in the ``total``.
+    in the ``total``. ``stop`` is when the optimiser stops (default
+    :class:`StopRule`: when the dose has settled). ``fast``: the optimiser's
+    operator works in single precision (see
+    :class:`lattice_plan.dose.engine.VoxelOperator`); False keeps it in double
+    precision throughout (the reference). The final dose is always the engine's,
+    in double precision.
     """
     t_start = time.perf_counter()
     t_begin = t_start if started_s is None else started_s
@@ -303,7 +289,7 @@ def build_optimised_plan(
     t0 = time.perf_counter()
     op = eng.operator(fb.beams, beamlet_mm)
     t_operator = time.perf_counter() - t0
-    sub_op = SubsetOperator(op, subset)
+    sub_op = op.on_voxels(subset, single_precision=fast)
     rx_total = prescription.total_dose_gy
     result: OptimizationResult = optimize_fluence(
         sub_op,
@@ -314,6 +300,7 @@ def build_optimised_plan(
         smoothness=smoothness,
         max_iterations=max_iterations,
         progress=progress,
+        **(stop or StopRule()).kwargs(),
     )
 
     # Weights are MU for the whole course; beams carry MU per fraction.
