@@ -64,7 +64,7 @@ from lattice_plan.planning.objectives import (
 from lattice_plan.planning.optimizer import (
     DEFAULT_SMOOTHNESS,
     OptimizationResult,
-    StopRule,
+    OptimizerOptions,
     objective_terms,
     optimize_fluence,
 )
@@ -250,8 +250,7 @@ def build_optimised_plan(
     smoothness: float = DEFAULT_SMOOTHNESS,
     info: dict[str, Any] | None = None,
     started_s: float | None = None,
-    stop: StopRule | None = None,
-    fast: bool = True,
+    optimizer: OptimizerOptions | None = None,
 ) -> Plan:
     """Optimise, compute and normalise a fluence-modulated plan (see the module docstring).
 
@@ -259,13 +258,12 @@ def build_optimised_plan(
     made for it); ``fluence_target`` is what the beamlet maps cover (the GTV).
     ``started_s`` (``time.perf_counter()``) is when the caller began building
     those structures: the time until now is reported as ``geometry`` and counts
-    in the ``total``. ``stop`` is when the optimiser stops (default
-    :class:`StopRule`: when the dose has settled). ``fast``: the optimiser's
-    operator works in single precision (see
-    :class:`lattice_plan.dose.engine.VoxelOperator`); False keeps it in double
-    precision throughout (the reference). The final dose is always the engine's,
-    in double precision.
+    in the ``total``. ``optimizer``: when the optimiser stops and in which
+    precision it works (default :class:`OptimizerOptions`: until the dose has
+    settled, single-precision maps); the final dose is always the engine's, in
+    double precision.
     """
+    options = optimizer or OptimizerOptions()
     t_start = time.perf_counter()
     t_begin = t_start if started_s is None else started_s
     objectives = tuple(objectives)
@@ -289,7 +287,7 @@ def build_optimised_plan(
     t0 = time.perf_counter()
     op = eng.operator(fb.beams, beamlet_mm)
     t_operator = time.perf_counter() - t0
-    sub_op = op.on_voxels(subset, single_precision=fast)
+    sub_op = op.on_voxels(subset, single_precision=options.single_precision)
     rx_total = prescription.total_dose_gy
     result: OptimizationResult = optimize_fluence(
         sub_op,
@@ -300,7 +298,7 @@ def build_optimised_plan(
         smoothness=smoothness,
         max_iterations=max_iterations,
         progress=progress,
-        **(stop or StopRule()).kwargs(),
+        **options.stop_kwargs(),
     )
 
     # Weights are MU for the whole course; beams carry MU per fraction.

@@ -239,38 +239,43 @@ def objective_terms(
 
 
 @dataclass(frozen=True)
-class StopRule:
-    """When the optimiser stops (see :func:`optimize_fluence` for each test).
+class OptimizerOptions:
+    """How the plan builders run the optimiser: when it stops, and in which precision.
 
-    The default is the plan builders' rule: stop when the dose has settled
-    (no objective voxel moved by more than 0.2 % of the prescription over 5
-    iterations). :meth:`converged` runs on to L-BFGS-B's own tight tests, for
-    reference plans.
+    The default stops when the dose has settled: no objective voxel moved by
+    more than ``dose_tol`` (1 %) of the prescription over ``dose_window`` (5)
+    iterations (see :func:`optimize_fluence` for each test), with the
+    operator's fluence maps in single precision
+    (:class:`lattice_plan.dose.engine.VoxelOperator`). :meth:`converged` runs on
+    to L-BFGS-B's own tight tests in double precision, for reference plans.
     """
 
-    dose_tol: float = 2e-3
+    dose_tol: float = 0.01
     dose_window: int = DEFAULT_DOSE_WINDOW
     stall_tol: float = 0.0
     ftol: float = DEFAULT_FTOL
     gtol: float = DEFAULT_GTOL
+    single_precision: bool = True
 
     def __post_init__(self) -> None:
         for name in ("dose_tol", "stall_tol", "ftol", "gtol"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
-                raise PlanningError(f"StopRule.{name} must be a non-negative number, got {v!r}")
+                raise PlanningError(
+                    f"OptimizerOptions.{name} must be a non-negative number, got {v!r}"
+                )
         if int(self.dose_window) != self.dose_window or self.dose_window < 1:
             raise PlanningError(
-                f"StopRule.dose_window must be a positive integer, got {self.dose_window!r}"
+                f"OptimizerOptions.dose_window must be a positive integer, got {self.dose_window!r}"
             )
 
     @classmethod
-    def converged(cls) -> StopRule:
-        """No early stop: only L-BFGS-B's tests at tight tolerances (or the iteration cap)."""
-        return cls(dose_tol=0.0, stall_tol=0.0, ftol=1e-13, gtol=1e-9)
+    def converged(cls) -> OptimizerOptions:
+        """No early stop (L-BFGS-B's tests at tight tolerances, or the iteration cap), float64."""
+        return cls(dose_tol=0.0, stall_tol=0.0, ftol=1e-13, gtol=1e-9, single_precision=False)
 
-    def kwargs(self) -> dict[str, float]:
-        """The keyword arguments of :func:`optimize_fluence` that this rule sets."""
+    def stop_kwargs(self) -> dict[str, float]:
+        """The stopping arguments of :func:`optimize_fluence` that these options set."""
         return {
             "dose_tol": self.dose_tol,
             "dose_window": int(self.dose_window),
