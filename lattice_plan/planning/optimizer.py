@@ -18,14 +18,14 @@ matrix for small problems and tests.
 
 scipy's L-BFGS-B handles the bounds. Its line search enforces a sufficient
 decrease (Armijo), so the objective after each iteration is below the one
-before; the optimiser records that history.
+before; the optimiser records that history. Everything is deterministic for a
+deterministic operator: same inputs, same weights bit for bit.
 
 Stopping in dose terms (``dose_tol`` > 0): the plan has settled when no voxel
 of the objectives moved by more than ``dose_tol`` times the dose scale over the
 last ``dose_window`` iterations. The objective itself keeps falling slowly long
-after that (by fractions of a percent per iteration), which changes no dose
-that a planner reads; the plan builders use this rule. Everything is deterministic for a
-deterministic operator: same inputs, same weights bit for bit.
+after that (by fractions of a percent per iteration) while the doses a planner
+reads hardly change; the plan builders use this rule.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from scipy import optimize, sparse
 
 from lattice_plan.errors import PlanningError
 from lattice_plan.geometry.grid import Grid
+from lattice_plan.planning.layout import FluenceLayout
 from lattice_plan.planning.objectives import Objective, VoxelContext, check_objectives
 
 logger = logging.getLogger(__name__)
@@ -100,50 +101,6 @@ class MatrixOperator:
 
     def adjoint(self, g: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.asarray(self.matrix.T @ g, dtype=float)
-
-
-@dataclass(frozen=True)
-class FluenceLayout:
-    """How the beamlet vector splits into per-beam maps: one (ny, nx) shape per beam."""
-
-    map_shapes: tuple[tuple[int, int], ...]
-
-    def __post_init__(self) -> None:
-        shapes = tuple((int(s[0]), int(s[1])) for s in self.map_shapes)
-        if not shapes:
-            raise PlanningError("the fluence layout needs at least one beam (zero beams given)")
-        if any(ny < 1 or nx < 1 for ny, nx in shapes):
-            raise PlanningError(f"every fluence map needs at least one beamlet, got {shapes}")
-        object.__setattr__(self, "map_shapes", shapes)
-
-    @property
-    def n_beamlets(self) -> int:
-        return sum(ny * nx for ny, nx in self.map_shapes)
-
-    @property
-    def offsets(self) -> NDArray[np.int64]:
-        """Start of each beam's weights in the concatenated vector (n_beams + 1,)."""
-        return np.concatenate([[0], np.cumsum([ny * nx for ny, nx in self.map_shapes])])
-
-    def split(self, x: ArrayLike) -> list[NDArray[np.float64]]:
-        """The per-beam maps [ny, nx] of a concatenated weight vector."""
-        x = np.asarray(x, dtype=float)
-        off = self.offsets
-        return [x[off[b] : off[b + 1]].reshape(shape) for b, shape in enumerate(self.map_shapes)]
-
-    def difference_matrix(self) -> sparse.csr_array:
-        """Sparse D with one row per pair of neighbouring beamlets: (Dx)_r = x_a - x_b."""
-        rows = []
-        off = self.offsets
-        for b, (ny, nx) in enumerate(self.map_shapes):
-            idx = off[b] + np.arange(ny * nx).reshape(ny, nx)
-            rows.append(np.stack([idx[:, 1:].ravel(), idx[:, :-1].ravel()], axis=1))
-            rows.append(np.stack([idx[1:, :].ravel(), idx[:-1, :].ravel()], axis=1))
-        pairs = np.concatenate(rows) if rows else np.zeros((0, 2), dtype=int)
-        n = len(pairs)
-        data = np.tile([1.0, -1.0], n)
-        r = np.repeat(np.arange(n), 2)
-        return sparse.csr_array((data, (r, pairs.ravel())), shape=(n, self.n_beamlets))
 
 
 @dataclass(frozen=True, eq=False)
