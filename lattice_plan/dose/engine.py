@@ -696,11 +696,14 @@ class VoxelOperator:
     thousands of voxels of an optimisation, thread start-up and synchronisation
     cost more than they save (on 2 cores, 9 beams at 60 k voxels: 0.035 CPU-s
     per call on one thread, 0.07 on two, and no faster in wall time on a busy
-    machine), and one thread makes the result independent of the thread count. ``single_precision``: the fluence maps, their
-    convolutions and the adjoint's map buffers in float32 (the sums over voxels
-    and beamlets stay float64); the dose then differs from the float64 operator
-    by about 1e-6 of its maximum, which an optimisation does not notice. The
-    final dose of a plan comes from the float64 engine.
+    machine), and one thread makes the result independent of the thread count.
+
+    ``single_precision``: the fluence maps, their convolutions and the
+    adjoint's map buffers in float32 (the sums over voxels and beamlets stay
+    float64), about 1.5x faster; the dose and the gradient then differ from the
+    float64 operator's by about 1e-7 of their maximum (measured 5e-8 and 9e-8
+    on issue 18's reference problem), far below what moves a plan. The final
+    dose of a plan comes from the float64 engine.
     """
 
     def __init__(
