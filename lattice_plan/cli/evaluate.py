@@ -11,6 +11,7 @@ from lattice_plan.cli.common import (
     metric_list,
     require_dir,
     require_file,
+    require_output_files,
     structure_table,
     write_json,
 )
@@ -53,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     """Run ``lattice-plan evaluate``; returns the exit code."""
     from lattice_plan.workflow import evaluate_dicom
 
+    require_output_files(
+        ("--json", args.json), inputs=[args.rtdose, args.rtstruct, args.rtplan, args.protocol]
+    )
     rtdose = require_file(args.rtdose, "RTDOSE")
     rtstruct = require_file(args.rtstruct, "RTSTRUCT")
     if args.ct is not None:

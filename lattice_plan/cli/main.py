@@ -8,12 +8,16 @@ module of this package with ``add_parser(subparsers)`` and ``run(args)``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from lattice_plan import __version__
 from lattice_plan.cli import (
+    EXIT_INTERRUPTED,
     batch,
     commission,
     compare,
@@ -52,20 +56,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Interrupts:
+    """SIGINT raises KeyboardInterrupt and is remembered, so that an error it causes
+    (e.g. an ImportError of a module whose import it broke) is reported as the interrupt."""
+
+    received = False
+
+    def handle(self, signum: int, frame: object) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def watched(self) -> Iterator[None]:
+        """Watch SIGINT in the block where Python's default handler is in place."""
+        self.received = False
+        own = (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )
+        if own:
+            signal.signal(signal.SIGINT, self.handle)
+        try:
+            yield
+        finally:
+            if own:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+_INTERRUPTS = _Interrupts()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit code."""
-    parser = build_parser()
+    command = "lattice-plan"
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
-        return int(exc.code or 0)
-    level = logging.DEBUG if args.verbose else (logging.ERROR if args.quiet else logging.WARNING)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args))
-    except LatticePlanError as exc:
-        print(f"lattice-plan {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        with _INTERRUPTS.watched():
+            parser = build_parser()
+            try:
+                args = parser.parse_args(argv)
+            except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
+                return int(exc.code or 0)
+            command = f"lattice-plan {args.command}"
+            level = (
+                logging.DEBUG
+                if args.verbose
+                else (logging.ERROR if args.quiet else logging.WARNING)
+            )
+            logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+            return int(args.func(args))
     except KeyboardInterrupt:
-        print(f"lattice-plan {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if _INTERRUPTS.received:  # an error the interrupt caused, not a fault of its own
+            print(f"{command}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if isinstance(exc, LatticePlanError):
+            print(f"{command}: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lattice_plan.cli.common import EXIT_OK, require_dir, require_file
+from lattice_plan.cli.common import EXIT_OK, require_dir, require_file, require_output_files
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from lattice_plan.io.rtstruct import add_to_rtstruct, read_rtstruct
     from lattice_plan.io.vertex_table import write_vertex_table
 
+    require_output_files(("--out", args.out), ("--csv", args.csv), inputs=[args.rtstruct])
     ct_dir = require_dir(args.ct, "CT folder")
     rtstruct = require_file(args.rtstruct, "RTSTRUCT")
     ct = read_ct(ct_dir)

@@ -1,0 +1,187 @@
+"""Bad output paths and interrupts: exit 2 (130 for Ctrl-C), one line, nothing written.
+
+Each case asserts the exit code, the key words of the one error line, that no
+output is left and that the inputs are byte-identical afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lattice_plan.cli import main
+from tests.conftest import reference_path
+
+BREAST = ("dicom", "breast-boost-plan")
+
+
+def _one_error_line(capsys, *needles: str) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    for n in needles:
+        assert n in err[0], err[0]
+    return err[0]
+
+
+def _digest(paths: list[Path]) -> dict[Path, str]:
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+def _tree(root: Path) -> set[Path]:
+    return set(root.rglob("*"))
+
+
+# ------------------------------------------------------------------------------ output paths
+def _bad_output(kind: str, tmp_path: Path) -> tuple[Path, str]:
+    """An output path that cannot be written, and the key words of its message."""
+    if kind == "folder":
+        (tmp_path / "taken").mkdir()
+        return tmp_path / "taken", "is a folder"
+    if kind == "missing-parent":
+        return tmp_path / "nowhere" / "out.x", "does not exist"
+    if kind == "under-a-file":
+        (tmp_path / "plain").write_text("x")
+        return tmp_path / "plain" / "out.x", "is a file, not a folder"
+    (tmp_path / "locked").mkdir(mode=0o555)
+    return tmp_path / "locked" / "out.x", "no write permission"
+
+
+def _command(name: str, bad: Path, good: Path) -> tuple[list[str], str, list[Path]]:
+    """(arguments with ``bad`` as one output and ``good`` as the other, option, inputs)."""
+    d = reference_path(*BREAST)
+    dose, rtss, plan = d / "rtdose.dcm", d / "rtss.dcm", d / "rtplan.dcm"
+    scan = reference_path("beam-data", "varian-unique-6x-10x10PDD.mcc")
+    exported = ["--rtdose", str(dose), "--rtstruct", str(rtss)]
+    vertices = ["vertices", "--ct", str(d / "CT"), "--rtstruct", str(rtss), "--gtv", "Tumor Bed"]
+    table = {
+        "evaluate": (["evaluate", *exported, "--json", str(bad)], "--json", [dose, rtss]),
+        "qa-csv": (
+            [
+                "qa",
+                *exported,
+                "--rtplan",
+                str(plan),
+                "--arm",
+                "SFRT",
+                "--json",
+                str(good),
+                "--csv",
+                str(bad),
+            ],
+            "--csv",
+            [dose, rtss, plan],
+        ),
+        "qa-json": (["qa", *exported, "--arm", "SFRT", "--json", str(bad)], "--json", [dose]),
+        "commission": (["commission", str(scan), "--out", str(bad)], "--out", [scan]),
+        "vertices-out": ([*vertices, "--out", str(bad)], "--out", [rtss]),
+        "vertices-csv": ([*vertices, "--out", str(good), "--csv", str(bad)], "--csv", [rtss]),
+        "view": (["view", str(d), "--screenshot", str(bad)], "--screenshot", []),
+        "compare": (["compare", str(d), "--json", str(bad)], "--json", []),
+    }
+    return table[name]
+
+
+COMMANDS = [
+    "evaluate",
+    "qa-csv",
+    "qa-json",
+    "commission",
+    "vertices-out",
+    "vertices-csv",
+    "view",
+    "compare",
+]
+
+
+@pytest.mark.parametrize("kind", ["folder", "missing-parent", "under-a-file"])
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_output_that_cannot_be_written_is_one_line_before_anything_is_written(
+    command, kind, tmp_path, capsys
+):
+    bad, words = _bad_output(kind, tmp_path)
+    args, option, inputs = _command(command, bad, tmp_path / "good.out")
+    before, digest = _tree(tmp_path), _digest(inputs)
+    assert main(args) == 2
+    _one_error_line(capsys, option, str(bad), words)
+    assert _tree(tmp_path) == before  # not even the other output
+    assert _digest(inputs) == digest
+
+
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0,
+    reason="root may write into a read-only folder, so the permission check cannot fail",
+)
+@pytest.mark.parametrize("command", ["evaluate", "vertices-csv"])
+def test_an_output_in_a_read_only_folder_is_one_line(command, tmp_path, capsys):
+    test_an_output_that_cannot_be_written_is_one_line_before_anything_is_written(
+        command, "read-only", tmp_path, capsys
+    )
+
+
+def test_an_output_that_is_an_input_or_named_twice_is_refused(tmp_path, capsys):
+    d = reference_path(*BREAST)
+    rtss = d / "rtss.dcm"
+    digest = _digest([rtss])
+    vertices = ["vertices", "--ct", str(d / "CT"), "--rtstruct", str(rtss), "--gtv", "Tumor Bed"]
+    assert main([*vertices, "--out", str(tmp_path / "v.dcm"), "--csv", str(rtss)]) == 2
+    _one_error_line(capsys, "--csv", "is also the input")
+    same = str(tmp_path / "same.out")
+    assert (
+        main(
+            [
+                "qa",
+                "--rtdose",
+                "x",
+                "--rtstruct",
+                "y",
+                "--arm",
+                "SFRT",
+                "--json",
+                same,
+                "--csv",
+                same,
+            ]
+        )
+        == 2
+    )
+    _one_error_line(capsys, "--csv", "is also the file of --json")
+    assert list(tmp_path.iterdir()) == []
+    assert _digest([rtss]) == digest
+
+
+# ------------------------------------------------------------------------------ interrupts
+def _default_sigint() -> None:
+    """In the child: SIGINT as a terminal would deliver it (a parent may have ignored it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay_s", [0.4, 1.5, 4.0])
+def test_ctrl_c_at_any_moment_ends_with_130_and_one_line(delay_s, tmp_path):
+    """Ctrl-C to the process group of a run (as job control sends it), while it imports,
+    plans or writes: exit 130, "interrupted", no traceback and no output left."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lattice_plan.cli", "demo", "--fast", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+        preexec_fn=_default_sigint,
+    )
+    time.sleep(delay_s)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "lattice-plan demo: interrupted"
+    assert list(tmp_path.iterdir()) == []
