@@ -185,3 +185,28 @@ def test_ctrl_c_at_any_moment_ends_with_130_and_one_line(delay_s, tmp_path):
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "lattice-plan demo: interrupted"
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------ compare
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b'{"plans": ["SFRT"], "comparison": ', "not valid JSON"),
+        (b"\xff\xfe\x00garbage", "not valid JSON"),
+        (b'["SFRT", "CRT"]', "not a metrics file"),
+        (b'{"plans": ["SFRT"]}', "not a metrics file"),
+        (b'{"plans": "SFRT", "comparison": {"plan": {}, "physical": {}, "eqd2": {}}}', "not a"),
+        (
+            b'{"plans": ["SFRT"], "comparison": {"plan": {"MU": 3}, "physical": {}, "eqd2": {}}}',
+            "not a",
+        ),
+    ],
+)
+def test_compare_on_a_broken_metrics_json_is_one_line(content, words, tmp_path, capsys):
+    folder = tmp_path / "plan"
+    folder.mkdir()
+    (folder / "metrics.json").write_bytes(content)
+    assert main(["compare", str(folder), "--json", str(tmp_path / "table.json")]) == 2
+    _one_error_line(capsys, "metrics.json", words)
+    assert (folder / "metrics.json").read_bytes() == content
+    assert _tree(tmp_path) == {folder, folder / "metrics.json"}
