@@ -210,3 +210,90 @@ def test_compare_on_a_broken_metrics_json_is_one_line(content, words, tmp_path, 
     _one_error_line(capsys, "metrics.json", words)
     assert (folder / "metrics.json").read_bytes() == content
     assert _tree(tmp_path) == {folder, folder / "metrics.json"}
+
+
+# ------------------------------------------------------------------------------ batch
+PHANTOM_CASE = """
+[[cases]]
+id = "a"
+phantom = { spacing_mm = [5.0, 5.0, 5.0], length_mm = 140.0 }
+"""
+
+
+def test_batch_to_a_scheduler_that_does_not_answer_is_one_line_and_quick(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a loopback port that nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cohort = tmp_path / "cohort.toml"
+    cohort.write_text('name = "t"\narms = ["CRT"]\n' + PHANTOM_CASE)
+    address = f"tcp://127.0.0.1:{port}"
+    t0 = time.monotonic()
+    code = main(["batch", str(cohort), "--out", str(tmp_path / "out"), "--scheduler", address])
+    assert code == 2
+    assert time.monotonic() - t0 < 20  # batch.SCHEDULER_TIMEOUT_S is 3 s; Dask's default 30 s
+    _one_error_line(capsys, address, "dask scheduler")
+    assert _tree(tmp_path) == {cohort}
+
+
+@pytest.mark.parametrize(
+    ("head", "case", "words"),
+    [
+        ('arms = ["SFRT"]\n[settings]\n"dose.spacingmm" = 3.0\n', PHANTOM_CASE, "spacingmm"),
+        ('arms = ["CRT"]\n[sweep]\n"lattice.spaceing_mm" = [20.0]\n', PHANTOM_CASE, "none of"),
+        ('arms = ["CRT"]\n[sweep]\n"lattice.spacing_mm" = [20.0, 30.0]\n', PHANTOM_CASE, "none of"),
+        (
+            'arms = ["SFRT", "CRT"]\n[sweep]\n"dose.spacing_mm" = [3.0, 0.01]\n',
+            PHANTOM_CASE,
+            "0.01",
+        ),
+        ('arms = ["SFRT"]\n[settings]\n"beams.count" = 100000\n', PHANTOM_CASE, "1 to 360"),
+        (
+            'arms = ["CRT"]\n',
+            '[[cases]]\nid = "p"\nct = "no/CT"\nrtstruct = "no/RS.dcm"\n',
+            "CT folder",
+        ),
+        ('arms = ["CRT"]\n', '[[cases]]\nid = "p"\nphantom = { colour = 1 }\n', "colour"),
+        ('arms = ["CRT"]\n', '[[cases]]\nid = "p"\nphantom = { length_mm = 5.0 }\n', "length_mm"),
+        ('arms = ["CRT"]\n', '[[cases]]\nid = "p"\nphantom = { lobulation = "x" }\n', "phantom"),
+    ],
+)
+def test_a_bad_cohort_is_refused_before_any_task_starts(head, case, words, tmp_path, capsys):
+    """Every case, key and value is checked first: exit 2, one line, no output folder."""
+    cohort = tmp_path / "cohort.toml"
+    # the good phantom case first: its tasks would run if the check came per task
+    cohort.write_text('name = "t"\n' + head + PHANTOM_CASE.replace('"a"', '"good"') + case)
+    text = cohort.read_bytes()
+    assert main(["batch", str(cohort), "--out", str(tmp_path / "out")]) == 2
+    _one_error_line(capsys, str(cohort), words)
+    assert _tree(tmp_path) == {cohort}
+    assert cohort.read_bytes() == text
+
+
+# ------------------------------------------------------------------------------ spec ranges
+def _range_cases() -> list[tuple[str, str, float]]:
+    from lattice_plan.planning.spec_parse import NUMERIC_RANGES
+
+    return [
+        (table, key, value)
+        for table, keys in NUMERIC_RANGES.items()
+        for key, (low, high) in keys.items()
+        for value in (high * 10 + 1, low - 1)
+    ]
+
+
+_TABLE_ARM = {"lattice": "SFRT", "scart": "SCART", "crt": "CRT", "optimiser": "SFRT"}
+
+
+@pytest.mark.parametrize(("table", "key", "value"), _range_cases())
+def test_every_numeric_spec_key_has_a_range(table, key, value):
+    """--set TABLE.KEY=VALUE out of range is refused when the spec is parsed, naming all three."""
+    from lattice_plan.errors import SpecError
+    from lattice_plan.workflow.overrides import resolve_spec
+
+    arm = _TABLE_ARM.get(table, "SFRT")
+    with pytest.raises(SpecError) as err:
+        resolve_spec(arm, None, {f"{table}.{key}": value})
+    message = str(err.value)
+    assert f"[{table}] {key}" in message and f"got {value!r}" in message and " to " in message
