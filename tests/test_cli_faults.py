@@ -297,3 +297,75 @@ def test_every_numeric_spec_key_has_a_range(table, key, value):
         resolve_spec(arm, None, {f"{table}.{key}": value})
     message = str(err.value)
     assert f"[{table}] {key}" in message and f"got {value!r}" in message and " to " in message
+
+
+# ------------------------------------------------------------------------------ CLI wording
+@pytest.mark.parametrize(
+    "library_message",
+    [
+        "no CT image in 'x' (it holds: no files); give the folder of the CT series or pass "
+        "recursive=True",
+        "2 CT series in 'x'; pass series_uid= to choose one",
+        "RTSTRUCT 'x' references 9 CT slices but 2 of them are not in the CT series read: the CT "
+        "export is incomplete. Export the whole CT series, or rasterise the structures on "
+        "another grid that covers them, e.g. read_rtstruct(path, read_rtdose(dose_path).grid)",
+        "metric 'D95%[%]' is relative to the prescription; pass prescription_gy > 0 (got None)",
+        "fractions=5 contradicts the 7 fractions planned in RTPLAN 'x'; leave fractions out or "
+        "correct it",
+        "RTDOSE 'x' is the dose of one fraction; give the RTPLAN or the number of fractions to "
+        "get the dose of the course",
+    ],
+)
+def test_library_advice_is_said_in_command_line_options(library_message):
+    from lattice_plan.cli.main import cli_wording
+
+    said = cli_wording(library_message)
+    assert "--" in said
+    for python in ("pass ", "recursive=", "series_uid=", "read_rtstruct(", "fractions=", "_gy"):
+        assert python not in said, said
+
+
+def _evaluate_breast(*options: str) -> list[str]:
+    d = reference_path(*BREAST)
+    files = ["--rtdose", str(d / "rtdose.dcm"), "--rtstruct", str(d / "rtss.dcm")]
+    return ["evaluate", *files, *options]
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--metrics", "V95%"], ("--rtplan", "--prescription-gy")),
+        (["--prescription-gy", "0"], ("--prescription-gy must be positive", "got 0")),
+        (["--fractions", "0"], ("--fractions must be at least 1", "got 0")),
+        (["--ct", "EMPTY"], ("no CT image", "give --ct the folder that holds the CT slices")),
+    ],
+)
+def test_evaluate_messages_name_the_options(options, words, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    options = [str(tmp_path / "empty") if o == "EMPTY" else o for o in options]
+    assert main(_evaluate_breast(*options)) == 2
+    line = _one_error_line(capsys, *words)
+    assert "=" not in line.split("error:", 1)[1]
+
+
+@pytest.mark.parametrize("option", ["--spacing", "--diameter", "--gtv-margin"])
+def test_a_nan_number_is_said_to_be_no_number(option, tmp_path, capsys):
+    d = reference_path(*BREAST)
+    args = ["vertices", "--ct", str(d / "CT"), "--rtstruct", str(d / "rtss.dcm")]
+    args += ["--gtv", "Tumor Bed", "--out", str(tmp_path / "v.dcm"), option, "nan"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert option in err[-1] and "'nan' is not a number" in err[-1]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_nan_output_factor_is_named_without_python_repr(tmp_path, capsys):
+    scans = [reference_path("beam-data", f"varian-unique-6x-10x10{k}.mcc") for k in ("PDD", "xy")]
+    factors = tmp_path / "of.csv"
+    factors.write_text("side_mm,output_factor\n50,0.9\n100,1.0\n200,nan\n")
+    out = tmp_path / "model.json"
+    args = ["commission", *map(str, scans), "--output-factors", str(factors), "--out", str(out)]
+    assert main(args) == 2
+    line = _one_error_line(capsys, "200 x 200 mm", "value nan", "finite number")
+    assert "np." not in line and "OutputFactor(" not in line
+    assert not out.exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lattice_plan.cli.common import EXIT_OK, require_output_files
+from lattice_plan.cli.common import EXIT_OK, finite_float, require_output_files
 from lattice_plan.errors import DoseError
 
 
@@ -32,13 +32,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     com.add_argument(
         "--output-factor-ssd",
-        type=float,
+        type=finite_float,
         metavar="MM",
         help="SSD of the output-factor measurements (default 900)",
     )
     com.add_argument(
         "--output-factor-depth",
-        type=float,
+        type=finite_float,
         metavar="MM",
         help="depth of the output-factor measurements (default 100)",
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import signal
 import sys
 import threading
@@ -54,6 +55,40 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         command.add_parser(sub)
     return parser
+
+
+#: Library advice in Python terms -> the same advice in command-line options
+#: (pattern, replacement), applied to the error line.
+CLI_WORDING: tuple[tuple[str, str], ...] = (
+    (r"give the RTPLAN or the (number of )?fractions", "give --rtplan or --fractions"),
+    (
+        r"give an RTPLAN with a target prescription dose, or the prescription in Gy",
+        "give --rtplan with a target prescription dose, or --prescription-gy",
+    ),
+    (r"pass prescription_gy > 0", "give --prescription-gy"),
+    (r"\bfractions=(\d+)", r"--fractions \1"),
+    (r"leave fractions out", "leave --fractions out"),
+    (
+        r"pass (series_uid|slice_thickness_mm)= to choose one",
+        "give --ct a folder that holds only the series to use",
+    ),
+    (
+        r"give the folder of the CT series or pass recursive=True",
+        "give --ct the folder that holds the CT slices themselves",
+    ),
+    (
+        r"or rasterise the structures on another grid that covers them, "
+        r"e\.g\. read_rtstruct\(path, read_rtdose\(dose_path\)\.grid\)",
+        "or leave out --ct to rasterise them on the dose grid (evaluate)",
+    ),
+)
+
+
+def cli_wording(message: str) -> str:
+    """``message`` with the library's Python-level advice said in command-line options."""
+    for pattern, replacement in CLI_WORDING:
+        message = re.sub(pattern, replacement, message)
+    return message
 
 
 class _Interrupts:
@@ -112,6 +147,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{command}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
         if isinstance(exc, LatticePlanError):
-            print(f"{command}: error: {exc}", file=sys.stderr)
+            print(f"{command}: error: {cli_wording(str(exc))}", file=sys.stderr)
             return EXIT_BAD_INPUT
         raise

@@ -48,13 +48,18 @@ def load_exported_plan(
     *,
     fractions: int | None = None,
     prescription_gy: float | None = None,
+    per_fraction_ok: bool = False,
 ) -> ExportedPlan:
     """Read an RTDOSE (and its RTPLAN) as the dose of the whole course, by the rules above.
 
     ``fractions`` and ``prescription_gy`` (Gy, the total) default to the RTPLAN's;
-    the plan's name is the RTPLAN's label or name, else the file name.
+    the plan's name is the RTPLAN's label or name, else the file name. With
+    ``per_fraction_ok`` the dose of one fraction whose number of fractions is not
+    known is returned as it is (``fractions`` None) instead of refused.
     Raises :class:`~lattice_plan.errors.ExportedPlanError` when a rule is broken.
     """
+    if fractions is not None and fractions < 1:
+        raise ExportedPlanError(f"the number of fractions must be at least 1, got {fractions}")
     rtdose = load_rtdose(rtdose_path)
     where = f"RTDOSE {str(rtdose_path)!r}"
     if rtdose.volume.unit != "Gy":
@@ -81,7 +86,7 @@ def load_exported_plan(
             prescription_gy = rtplan.prescription_dose_gy
     summation = rtdose.summation_type.upper()
     dose = rtdose.volume
-    if summation == "FRACTION":
+    if summation == "FRACTION" and not (fractions is None and per_fraction_ok):
         if fractions is None:
             raise ExportedPlanError(
                 f"{where} is the dose of one fraction; give the RTPLAN or the number of fractions "
