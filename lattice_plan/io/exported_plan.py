@@ -86,14 +86,15 @@ def load_exported_plan(
             prescription_gy = rtplan.prescription_dose_gy
     summation = rtdose.summation_type.upper()
     dose = rtdose.volume
-    if summation == "FRACTION" and not (fractions is None and per_fraction_ok):
-        if fractions is None:
+    if summation == "FRACTION":
+        if fractions is not None:
+            dose = Volume(dose.array * fractions, dose.grid, "Gy")
+            log.info("%s: dose of one fraction multiplied by %d fractions", where, fractions)
+        elif not per_fraction_ok:
             raise ExportedPlanError(
                 f"{where} is the dose of one fraction; give the RTPLAN or the number of fractions "
                 "to get the dose of the course"
             )
-        dose = Volume(dose.array * fractions, dose.grid, "Gy")
-        log.info("%s: dose of one fraction multiplied by %d fractions", where, fractions)
     elif summation not in WHOLE_PLAN_SUMMATIONS:
         raise ExportedPlanError(
             f"{where} has Dose Summation Type {summation or '(none)'!r}, not the dose of the "
