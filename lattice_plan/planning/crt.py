@@ -81,6 +81,9 @@ ISOCENTRE_ROUNDING_MM = 1.0
 DEFAULT_MAX_SEGMENTS_PER_BEAM = 2
 # A segment delivering less than this (MU per fraction) is dropped: too little to deliver.
 MIN_SEGMENT_MU = 2.0
+# Field-in-field segments even out some per cent; an open-field hot spot above this is the
+# arrangement's depth dose (one-sided fields through a thick target), not a segment's job.
+SEGMENT_HOT_SPOT_PCT = 130.0
 
 #: The palliative CRT schedules (whole-course dose in Gy, fractions), selectable by name.
 CRT_SCHEDULES: dict[str, tuple[float, int]] = {
@@ -227,7 +230,7 @@ def _optimise_candidate(
     start = np.full(len(columns), 1.0 / len(columns))
     w, ev = optimise_weights(problem.weight_problem(columns), start)
     for level in range(max_segments):
-        if ev.status == 0:
+        if ev.status == 0 or ev.dmax_pct > SEGMENT_HOT_SPOT_PCT:
             break
         region = problem.region(columns, ev)
         new = []

@@ -220,9 +220,7 @@ class DoseLimit:
         thr = self.physical_gy(self._threshold_gy(rx_gy), fractions)
         per_voxel = 100.0 / n if self.unit == "%" else voxel_cc
         planned = self.limit * ((1 - 2 * m) if self.upper else (1 + 2 * m))
-        allowed = (
-            math.floor(planned / per_voxel) if self.upper else math.ceil(planned / per_voxel)
-        )
+        allowed = math.floor(planned / per_voxel) if self.upper else math.ceil(planned / per_voxel)
         allowed = min(max(allowed, 0), n)
         if self.kind == "volume_at_dose":
             # V >= thr at most `allowed` voxels (upper) / at least `allowed` (lower).

@@ -48,6 +48,8 @@ _BODY_WEIGHT = 0.02
 # its bound; later rounds bring in the voxels that come close.
 _ROW_FLOOR = 0.6
 _MAX_ROWS = 1500
+# Hot-spot rows: the voxels within this fraction of the current maximum.
+_HOT_FRACTION = 0.9
 _ROUNDS = 8
 
 
@@ -162,7 +164,8 @@ def _lp(
     n_cov = int(np.ceil(d_ptv.size * (1.0 - (5.0 - COVERAGE_SLACK_PCT) / 100.0)))
     cover = np.argsort(-d_ptv, kind="stable")[:n_cov][::-1][:_MAX_ROWS]
     both = np.concatenate([d_ptv, d_out])
-    hottest = np.argpartition(-both, min(_MAX_ROWS, both.size - 1))[:_MAX_ROWS]
+    near_max = np.flatnonzero(both >= _HOT_FRACTION * both.max())
+    hottest = near_max[np.argsort(-both[near_max], kind="stable")[:_MAX_ROWS]]
     hottest = seen["hot"] = np.union1d(seen.get("hot", hottest), hottest)
     blocks_a: list[NDArray[np.float64]] = []  # rows over [w]
     t_col: list[float] = []  # coefficient of t in each block row
@@ -199,7 +202,12 @@ def _lp(
             idx, bound, upper = lim.planning_rows(cur, problem.voxel_cc, problem.fractions, rx)
             # The rows nearest their bound bind (idx is ranked hottest first).
             keep = idx[cur[idx] >= _ROW_FLOOR * bound][:_MAX_ROWS] if upper else idx[-_MAX_ROWS:]
-            keep = seen[k] = np.union1d(np.intersect1d(seen.get(k, keep), idx), keep)
+            was = seen.get(k, np.zeros(cur.size, dtype=bool))
+            now = np.zeros(cur.size, dtype=bool)
+            now[idx] = was[idx]  # bounded before and still not among the voxels allowed over
+            now[keep] = True
+            seen[k] = now
+            keep = np.flatnonzero(now)
             add(dose[:, keep], bound, upper, 0.0, n_slack)
         n_slack += 1
     a_w = np.concatenate(blocks_a, axis=0)

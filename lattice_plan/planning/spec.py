@@ -22,6 +22,9 @@ message names the file, the key and what was expected. Example (CRT)::
     [crt]                            # CRT only
     ptv_margin_mm = 10.0
     penumbra_margin_mm = 7.0
+    schedule = "30Gy/10"             # or "20Gy/5", "8Gy/1" (instead of [prescription])
+    arrangements = ["single", "opposed", "near-obliques", "three-field", "box"]
+    max_segments_per_beam = 2        # field-in-field segments per field (0: open fields)
 
     [beams]
     gantry_deg = [0.0, 180.0]        # CRT: any angles (default: chosen from the target)
@@ -73,7 +76,9 @@ from lattice_plan.geometry.structure import StructureSet
 from lattice_plan.geometry.volume import Volume
 from lattice_plan.planning import objectives as obj_module
 from lattice_plan.planning.beams import BEAMLET_SIZES_MM
-from lattice_plan.planning.crt import PTV_NAME, build_crt_plan
+from lattice_plan.planning.crt import PTV_NAME, build_crt_plan, schedule_prescription
+from lattice_plan.planning.crt_arrangements import check_arrangement_names
+from lattice_plan.planning.crt_limits import LimitSet
 from lattice_plan.planning.plan import Arm, Plan
 from lattice_plan.planning.prescription import Prescription
 from lattice_plan.planning.scart import STV, ScartParameters, build_scart_plan
@@ -172,6 +177,9 @@ class PlanSpec:
     prescription: PrescriptionSpec | None = None
     ptv_margin_mm: float | None = None
     penumbra_margin_mm: float | None = None
+    crt_schedule: str | None = None
+    crt_arrangements: tuple[str, ...] | None = None
+    max_segments_per_beam: int | None = None
     beams: BeamSpec = BeamSpec()
     lattice: LatticeParameters | None = None
     core: ScartParameters | None = None
@@ -182,7 +190,9 @@ class PlanSpec:
     source: str = "<spec>"
 
     def resolved_prescription(self) -> Prescription | None:
-        return None if self.prescription is None else self.prescription.for_arm(self.arm)
+        if self.prescription is None:
+            return None if self.crt_schedule is None else schedule_prescription(self.crt_schedule)
+        return self.prescription.for_arm(self.arm)
 
     def check_structures(self, structures: StructureSet) -> None:
         """Refuse a spec whose GTV, OARs or prescription target the structure set lacks."""
@@ -238,6 +248,10 @@ class PlanSpec:
                 kw["gantry_deg"] = self.beams.gantry_deg
             if self.beams.weights is not None:
                 kw["weights"] = self.beams.weights
+            if self.crt_arrangements is not None:
+                kw["arrangements"] = self.crt_arrangements
+            if self.max_segments_per_beam is not None:
+                kw["max_segments_per_beam"] = self.max_segments_per_beam
             return kw
         if self.oars is not None:
             kw["oars"] = self.oars
@@ -551,12 +565,37 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> PlanSpec:
     dose_spacing = dose_t.number("spacing_mm", None, positive=True)
     dose_t.finish()
 
-    ptv_margin = penumbra = None
+    ptv_margin = penumbra = schedule = arrangements = segments = None
     if "crt" in data:
         ct = _Table(data["crt"], "crt", source)
         ptv_margin = ct.number("ptv_margin_mm", None, minimum=0.0)
         penumbra = ct.number("penumbra_margin_mm", None, minimum=0.0)
+        schedule = ct.string("schedule", None)
+        arrangements = ct.raw("arrangements", None)
+        segments = ct.integer("max_segments_per_beam", None, minimum=0)
         ct.finish()
+        try:
+            if schedule is not None:
+                sched_rx = schedule_prescription(schedule)
+                if rx is not None and (
+                    rx.fractions != sched_rx.fractions
+                    or abs(rx.dose_per_fraction_gy - sched_rx.dose_per_fraction_gy) > 1e-9
+                ):
+                    raise SpecError(
+                        f"schedule {schedule!r} disagrees with [prescription] "
+                        f"({rx.dose_per_fraction_gy * rx.fractions:g} Gy in {rx.fractions}); "
+                        "give one of them"
+                    )
+            if arrangements is not None:
+                if not isinstance(arrangements, list) or not all(
+                    isinstance(a, str) for a in arrangements
+                ):
+                    raise ct.fail("arrangements", "a list of arrangement names", arrangements)
+                arrangements = check_arrangement_names(arrangements)
+        except LatticePlanError as exc:
+            if isinstance(exc, SpecError) and str(exc).startswith(source):
+                raise
+            raise SpecError(f"{source}: [crt]: {exc}") from exc
 
     max_iterations = None
     if "optimiser" in data:
@@ -596,6 +635,9 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> PlanSpec:
         prescription=rx,
         ptv_margin_mm=ptv_margin,
         penumbra_margin_mm=penumbra,
+        crt_schedule=schedule,
+        crt_arrangements=arrangements,
+        max_segments_per_beam=segments,
         beams=beams,
         lattice=lattice,
         core=core,
@@ -644,11 +686,13 @@ def plan_patient(
     *,
     engine: DoseEngine | None = None,
     progress: Callable[[int, float], None] | None = None,
+    crt_limits: LimitSet | None = None,
 ) -> Plan:
     """Build the plan that ``spec`` describes for ``patient`` with the arm's builder.
 
     ``engine`` (a DoseEngine bound to the patient's CT) is reused when given;
-    ``progress(iteration, objective)`` is passed to the optimised arms.
+    ``progress(iteration, objective)`` is passed to the optimised arms; ``crt_limits``
+    (e.g. :func:`lattice_plan.qa.planning_limits` of the protocol arm) to the CRT builder.
     """
     s = _as_spec(spec)
     s.check_structures(patient.structures)
@@ -657,7 +701,7 @@ def plan_patient(
         kwargs["engine"] = engine
     log.info("building %s plan %r from %s", s.arm.value, s.name, s.source)
     if s.arm is Arm.CRT:
-        plan = build_crt_plan(patient, s.gtv, **kwargs)
+        plan = build_crt_plan(patient, s.gtv, limits=crt_limits, **kwargs)
     elif s.arm is Arm.SFRT:
         plan = build_sfrt_plan(patient, s.gtv, progress=progress, **kwargs)
     else:
