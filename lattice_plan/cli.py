@@ -105,12 +105,25 @@ def _require_file(path: str, what: str) -> Path:
     return p
 
 
+def _add_crt_schedule(parser: argparse.ArgumentParser) -> None:
+    from lattice_plan.planning.crt import CRT_SCHEDULES
+
+    parser.add_argument(
+        "--crt-schedule",
+        metavar="NAME",
+        help=f"CRT schedule: {', '.join(CRT_SCHEDULES)} (default 30Gy/10); the CRT plan is "
+        "made against the protocol arm of that schedule",
+    )
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from lattice_plan.demo import run_demo
 
     bars = _progress(args)
     try:
-        summary = run_demo(Path(args.out), fast=args.fast, progress=bars)
+        summary = run_demo(
+            Path(args.out), fast=args.fast, progress=bars, crt_schedule=args.crt_schedule
+        )
     finally:
         bars.close()
     if not args.quiet:
@@ -128,6 +141,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     for f in args.spec or ():
         load_spec(f)  # a missing or invalid spec fails before the CT is read
     overrides = _overrides(args.set)
+    if args.crt_schedule:
+        overrides["crt.schedule"] = args.crt_schedule
     overrides["structures.gtv"] = args.gtv
     if args.oar:
         overrides["structures.oars"] = list(args.oar)
@@ -506,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="coarse and quick: 4 mm CT, 5 mm dose grid, 12 optimiser iterations",
     )
+    _add_crt_schedule(demo)
     demo.set_defaults(func=_cmd_demo)
 
     plan = sub.add_parser(
@@ -549,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a plan-spec key, e.g. --set dose.spacing_mm=3 --set lattice.spacing_mm=25",
     )
+    _add_crt_schedule(plan)
     plan.add_argument(
         "--protocol",
         default="builtin",

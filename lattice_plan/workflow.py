@@ -65,6 +65,8 @@ from lattice_plan.io.ct import CTSeries, read_ct, write_ct_series
 from lattice_plan.io.rtdose import write_rtdose
 from lattice_plan.io.rtplan import write_rtplan
 from lattice_plan.io.rtstruct import add_to_rtstruct, list_rois, read_rtstruct, write_rtstruct
+from lattice_plan.planning.crt import DEFAULT_SCHEDULE, schedule_prescription
+from lattice_plan.planning.crt_limits import LimitSet
 from lattice_plan.planning.plan import ARMS, Arm, Plan, spec_key_applies
 from lattice_plan.planning.spec import PlanSpec, load_spec, parse_spec, plan_patient
 
@@ -169,10 +171,15 @@ def spec_to_mapping(spec: PlanSpec) -> dict[str, Any]:
         data["beams"] = beams
     if spec.dose_spacing_mm is not None:
         data["dose"] = {"spacing_mm": spec.dose_spacing_mm}
+    crt_keys = {
+        "ptv_margin_mm": "ptv_margin_mm",
+        "penumbra_margin_mm": "penumbra_margin_mm",
+        "crt_schedule": "schedule",
+        "crt_arrangements": "arrangements",
+        "max_segments_per_beam": "max_segments_per_beam",
+    }
     crt = {
-        k: getattr(spec, k)
-        for k in ("ptv_margin_mm", "penumbra_margin_mm")
-        if getattr(spec, k) is not None
+        key: _plain(getattr(spec, k)) for k, key in crt_keys.items() if getattr(spec, k) is not None
     }
     if crt:
         data["crt"] = crt
@@ -242,6 +249,9 @@ def resolve_spec(
         data: Mapping[str, Any]
         if spec is None:
             data, source = DEFAULT_SPECS[arm_value], f"default {arm_value} spec"
+            if overrides and "crt.schedule" in overrides:
+                # A schedule replaces the default spec's prescription (30 Gy in 10).
+                data = {k: v for k, v in data.items() if k != "prescription"}
         elif isinstance(spec, PlanSpec):
             data, source = spec_to_mapping(spec), spec.source
         elif isinstance(spec, str | os.PathLike):
@@ -272,6 +282,7 @@ def plan_case(
     spec: Mapping[str, Any] | PlanSpec | str | os.PathLike[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    protocol: str | Path | None = None,
 ) -> Plan:
     """The plan of one ``arm`` ("SFRT", "SCART" or "CRT") for ``patient``.
 
@@ -282,7 +293,9 @@ def plan_case(
     SFRT, ``scart.*`` except for SCART, ``crt.*`` except for CRT, ``optimiser.*``
     for CRT) are left out, so one set of overrides serves every arm.
     ``progress("<plan>: optimising", iteration, max_iterations)`` reports the
-    optimiser of SFRT and SCART plans.
+    optimiser of SFRT and SCART plans. ``protocol`` ("builtin", a built-in name or a
+    TOML file): a CRT plan is planned against the dose limits of the protocol arm it
+    will be checked against (:func:`crt_limits_for`).
     """
     arm_value = Arm.parse(arm).value
     own = {k: v for k, v in (overrides or {}).items() if spec_key_applies(str(k), arm_value)}
@@ -300,9 +313,29 @@ def plan_case(
         _report(progress, task, int(iteration), total)
 
     t0 = time.perf_counter()
-    plan = plan_patient(patient, s, progress=on_iteration if progress else None)
+    limits = crt_limits_for(patient, s, protocol) if s.arm is Arm.CRT else None
+    plan = plan_patient(patient, s, progress=on_iteration if progress else None, crt_limits=limits)
     log.info("planned %s (%s) in %.1f s", plan.name, plan.arm.value, time.perf_counter() - t0)
     return plan
+
+
+def crt_limits_for(
+    patient: Patient, spec: PlanSpec, protocol: str | Path | None
+) -> LimitSet | None:
+    """The dose limits of the protocol arm a CRT plan of ``spec`` is checked against (None
+    without a protocol; an empty set, named so, when the protocol has no such arm)."""
+    from lattice_plan.qa.planning_limits import planning_limits
+
+    proto = load_protocol_arg(protocol)
+    if proto is None:
+        return None
+    rx = spec.resolved_prescription() or schedule_prescription(DEFAULT_SCHEDULE)
+    arm_name = protocol_arm_for(proto, "CRT", rx.fractions, rx.total_dose_gy)
+    if arm_name is None:
+        return LimitSet(
+            f"{proto.name}: no arm for CRT {rx.total_dose_gy:g} Gy in {rx.fractions} fraction(s)"
+        )
+    return planning_limits(proto, arm_name, patient.structures)
 
 
 # ------------------------------------------------------------------------------ DICOM input
@@ -494,6 +527,14 @@ def _plan_summary(plan: Plan, per_structure: Mapping[str, Mapping[str, Any]]) ->
     for key in ("arrangement", "modulation", "normalisation_factor", "timings_s", "spec_source"):
         if key in info:
             summary[key] = info[key]
+    if plan.arm is Arm.CRT and "crt_plan" in info:
+        # What the reference plan is, what it was planned against, and what was tried.
+        summary["crt_plan"] = info["crt_plan"]
+        summary["crt_schedule"] = info.get("schedule")
+        summary["crt_limits_source"] = info.get("limits_source")
+        summary["crt_meets_limits"] = info.get("meets_limits")
+        summary["crt_limit_failures"] = info.get("limit_failures", [])
+        summary["crt_candidates"] = info.get("candidate_lines", [])
     if "optimizer" in info:
         opt = info["optimizer"]
         summary["optimiser"] = {
@@ -562,6 +603,7 @@ _PLAN_ROWS: tuple[tuple[str, str], ...] = (
     ("fractions", "fractions"),
     ("total MU per fraction", "total_mu_per_fraction"),
     ("modulation (MU / open-field MU)", "modulation"),
+    ("CRT plan (arrangement, weights, segments, MU)", "crt_plan"),
     ("dose maximum (Gy)", "max_dose_gy"),
     ("vertices", "n_vertices"),
     ("vertex density (per 100 cc)", "vertex_density_per_100cc"),
@@ -1105,6 +1147,9 @@ def _write_report(
         info["protocol"] = f"{metrics['protocol']['name']} v{metrics['protocol']['version']}"
     info.update(inputs or {})
     reference = metrics.get("reference_plan")
+    notes = []
+    for name, summary in metrics["plans"].items():
+        notes += crt_notes(name, summary)
     write_report(
         path,
         f"lattice_plan: {', '.join(p.name for p in plans)} for {patient.patient_id}",
@@ -1114,8 +1159,27 @@ def _write_report(
         inputs=info,
         reference_plan=reference,
         plans=[p.name for p in plans],
+        notes=notes,
         qa_verdicts=verdicts or None,
     )
+
+
+def crt_notes(name: str, summary: Mapping[str, Any]) -> list[str]:
+    """What a CRT plan is and whether it meets the limits it was planned against; where it
+    does not, which limit fails by how much and one line per candidate arrangement tried."""
+    if "crt_plan" not in summary:
+        return []
+    lines = [f"{name} reference plan: {summary['crt_plan']}."]
+    source = summary.get("crt_limits_source") or "no dose limits"
+    if summary.get("crt_meets_limits"):
+        lines.append(f"{name} meets the hot-spot limit and every limit of {source}.")
+        return lines
+    lines.append(
+        f"{name}: no candidate meets every limit of {source}; the best one breaks: "
+        + "; ".join(summary.get("crt_limit_failures", []))
+    )
+    lines += [f"{name} candidate tried: {c}" for c in summary.get("crt_candidates", [])]
+    return lines
 
 
 # ------------------------------------------------------------------------------ the whole job
@@ -1174,6 +1238,7 @@ def run_case(
                 spec=_spec_for(arm, spec_files),
                 overrides=overrides,
                 progress=progress,
+                protocol=protocol,
             )
         )
         _report(progress, f"planning {arm}", 1, 1)
@@ -1207,6 +1272,8 @@ __all__ = [
     "DEFAULT_SPECS",
     "DicomCase",
     "apply_overrides",
+    "crt_limits_for",
+    "crt_notes",
     "evaluate_dicom",
     "evaluate_plans",
     "load_dicom_case",
