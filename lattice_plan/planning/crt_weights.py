@@ -96,10 +96,21 @@ class Evaluation:
     status: int
     worst: float
 
+    @property
+    def n_broken(self) -> int:
+        """How many limits (the hot-spot limit included) are not met per protocol."""
+        return sum(o != PER_PROTOCOL for o in self.outcomes) + (self.dmax_pct > MAX_DOSE_PCT)
+
     def rank_key(self) -> tuple[float, ...]:
-        """Smaller is better: the status, the excess, then homogeneity and conformity
-        (to 0.01, so that near-equal plans count as ties)."""
-        return (self.status, round(self.worst, 3), round(self.hi, 2), -round(self.ci, 2))
+        """Smaller is better: the status, how many limits are broken, the largest excess,
+        then homogeneity and conformity (to 0.01, so that near-equal plans are ties)."""
+        return (
+            self.status,
+            self.n_broken,
+            round(self.worst, 3),
+            round(self.hi, 2),
+            -round(self.ci, 2),
+        )
 
 
 def evaluate(problem: WeightProblem, w: NDArray[np.float64]) -> Evaluation:
