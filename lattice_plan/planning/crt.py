@@ -178,14 +178,14 @@ class _Problem:
         self.voxel_cc = float(np.prod(engine.dose_grid.spacing_mm)) / 1000.0
 
     def weight_problem(self, columns: Sequence[_Column]) -> WeightProblem:
-        d = np.stack([c.dose for c in columns]).astype(np.float64)
+        d = np.stack([c.dose for c in columns])
         return WeightProblem(
             ptv=d[:, self.ptv_idx],
             outside=d[:, self.out_idx],
             limits=tuple(
                 (lim, d[:, idx]) for lim, idx in zip(self.limits, self.limit_idx, strict=True)
             ),
-            body_mean=d.mean(axis=1),
+            body_mean=d.mean(axis=1, dtype=np.float64),
             voxel_cc=self.voxel_cc,
             fractions=self.rx.fractions,
             rx_gy=self.rx.total_dose_gy,
@@ -198,7 +198,9 @@ class _Problem:
     def region(self, columns: Sequence[_Column], ev: Evaluation) -> Structure:
         """Where the candidate's plan is at fault: above the hot-spot level, or organ voxels
         above the bound of a limit it breaks (dose grid)."""
-        d = np.asarray(ev.weights) @ np.stack([c.dose for c in columns])
+        d = (np.asarray(ev.weights, dtype=np.float32) @ np.stack([c.dose for c in columns])).astype(
+            float
+        )
         rx = self.rx.total_dose_gy
         level = max(1.03 * rx, rx + 0.5 * (ev.dmax_pct / 100.0 * rx - rx))
         at_fault = d > level

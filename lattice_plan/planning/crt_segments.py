@@ -25,7 +25,7 @@ from lattice_plan.planning.apertures import project_structure
 # through a sliver), and a segment that closes less is its own open field.
 MIN_OPEN_FRACTION = 0.2
 MIN_CLOSED_FRACTION = 0.03
-_PIXEL_MM = 1.0
+_PIXEL_MM = 2.0  # at the isocentre: fine enough for 5 mm leaves
 
 
 def _open_length_mm(mlc: MLC) -> NDArray[np.float64]:

@@ -47,24 +47,30 @@ _BODY_WEIGHT = 0.02
 # (they cannot reach it in one step), and each set of rows keeps only the voxels nearest
 # its bound; later rounds bring in the voxels that come close.
 _ROW_FLOOR = 0.6
-_MAX_ROWS = 1500
+_MAX_ROWS = 800
 # Hot-spot rows: the voxels within this fraction of the current maximum.
 _HOT_FRACTION = 0.9
-_ROUNDS = 8
+_ROUNDS = 6
+
+
+def _dose(w: NDArray[np.float64], per_field: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Voxel doses of weights ``w``, in the per-field doses' precision (float32 is enough and
+    keeps the products over the whole body fast)."""
+    return (np.asarray(w, dtype=per_field.dtype) @ per_field).astype(np.float64)
 
 
 @dataclass(frozen=True, eq=False)
 class WeightProblem:
-    """Per-field doses (Gy per unit weight, whole course) on the voxels that matter.
+    """Per-field doses (Gy per unit weight, whole course; float32 or float64) on the voxels.
 
     ptv: (n_fields, n_ptv); outside: (n_fields, n_out) the other body voxels;
     limits: each DoseLimit with its structure's voxel doses (n_fields, n_voxels);
     body_mean: (n_fields,) mean body dose; voxel_cc: dose-grid voxel volume.
     """
 
-    ptv: NDArray[np.float64]
-    outside: NDArray[np.float64]
-    limits: tuple[tuple[DoseLimit, NDArray[np.float64]], ...]
+    ptv: NDArray[np.floating]
+    outside: NDArray[np.floating]
+    limits: tuple[tuple[DoseLimit, NDArray[np.floating]], ...]
     body_mean: NDArray[np.float64]
     voxel_cc: float
     fractions: int
@@ -116,19 +122,19 @@ class Evaluation:
 def evaluate(problem: WeightProblem, w: NDArray[np.float64]) -> Evaluation:
     """The normalised plan of weights ``w`` judged against the limits (see Evaluation)."""
     rx = problem.rx_gy
-    d_ptv = w @ problem.ptv
+    d_ptv = _dose(w, problem.ptv)
     d95 = float(np.percentile(d_ptv, 5.0))
     if not d95 > 0:
         raise PlanningError("the fields give no dose to the PTV; check the apertures")
     scale = rx / d95
     w = w * scale
     d_ptv = d_ptv * scale
-    d_out = (w @ problem.outside) if problem.outside.size else np.zeros(1)
+    d_out = _dose(w, problem.outside) if problem.outside.size else np.zeros(1)
     ptv_max = float(d_ptv.max())
     dmax = max(ptv_max, float(d_out.max()))
     values, outcomes, excess = [], [], [0.0]
     for lim, dose in problem.limits:
-        v = lim.value(w @ dose, problem.voxel_cc, problem.fractions, rx)
+        v = lim.value(_dose(w, dose), problem.voxel_cc, problem.fractions, rx)
         values.append(v)
         outcomes.append(lim.outcome(v))
         excess.append(lim.excess(v))
@@ -168,8 +174,8 @@ def _lp(
     trading one hot spot for another (a cutting-plane method)."""
     rx = problem.rx_gy
     n = problem.n_fields
-    d_ptv = w @ problem.ptv
-    d_out = w @ problem.outside
+    d_ptv = _dose(w, problem.ptv)
+    d_out = _dose(w, problem.outside)
     # Coverage: all but the coldest voxels (ranked by the current dose); the coldest of
     # them bind, so only those get rows.
     n_cov = int(np.ceil(d_ptv.size * (1.0 - (5.0 - COVERAGE_SLACK_PCT) / 100.0)))
@@ -187,7 +193,7 @@ def _lp(
         if a.shape[1] == 0:
             return
         s = 1.0 if upper else -1.0
-        blocks_a.append(s * a.T)
+        blocks_a.append(s * a.T.astype(np.float64))
         t_col.extend([t] * a.shape[1])
         slack.extend([k] * a.shape[1])
         rhs.append(np.full(a.shape[1], s * b))
@@ -204,10 +210,10 @@ def _lp(
     add(hot, 0.0, True, -1.0, -1)
     n_slack = 0
     for k, (lim, dose) in enumerate(problem.limits):
-        cur = w @ dose
+        cur = _dose(w, dose)
         if lim.kind == "mean":
             f, bound = lim.mean_row_factor(cur, problem.fractions, rx)
-            row = (dose * f[None, :]).mean(axis=1, keepdims=True)
+            row = (dose @ f / f.size)[:, None]
             add(row, bound, lim.upper, 0.0, n_slack)
         else:
             idx, bound, upper = lim.planning_rows(cur, problem.voxel_cc, problem.fractions, rx)
