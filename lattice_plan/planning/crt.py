@@ -19,10 +19,12 @@ The builder
    met where any weighting meets them. While a candidate still breaks a limit
    or the hot-spot limit, each field gets a field-in-field segment closed over
    the region at fault (up to ``max_segments_per_beam``;
-   :mod:`lattice_plan.planning.crt_segments`) and the weights are found again;
+   :mod:`lattice_plan.planning.crt_segments`) and the weights are found again
+   (:mod:`lattice_plan.planning.crt_candidates`);
 5. picks the candidate that meets the limits and the hot-spot limit, then the
-   most homogeneous (ICRU 83 HI) and most conformal (Paddick CI); where none
-   meets them, the one that breaks them least, and says so;
+   most homogeneous (ICRU 83 HI, to 0.01) and most conformal (Paddick CI), both
+   on dose-grid voxels (planning cannot import analysis); where none meets
+   them, the one that breaks the fewest, then the least, and says so;
 6. sets each beam's MU and normalises the plan to PTV D95% = Rx.
 
 ``info`` records the target position, every candidate (one line each:
@@ -36,18 +38,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from lattice_plan.dose.beam import Beam
 from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.errors import LatticePlanError, PlanningError
 from lattice_plan.geometry.morphology import expand, intersection
 from lattice_plan.geometry.patient import Patient
-from lattice_plan.geometry.structure import Structure, StructureKind, structure_on_grid
+from lattice_plan.geometry.structure import Structure, StructureKind
 from lattice_plan.geometry.volume import Volume
 from lattice_plan.planning.apertures import conformal_beam
 from lattice_plan.planning.crt_arrangements import (
@@ -57,19 +58,13 @@ from lattice_plan.planning.crt_arrangements import (
     check_arrangement_names,
     locate_target,
 )
-from lattice_plan.planning.crt_limits import PER_PROTOCOL, LimitSet
+from lattice_plan.planning.crt_candidates import CandidateProblem, FieldColumn, optimise_candidate
+from lattice_plan.planning.crt_limits import LimitSet
 from lattice_plan.planning.crt_report import (
     candidate_info,
     describe_plan,
     failure_lines,
     limit_results,
-)
-from lattice_plan.planning.crt_segments import segment_beam
-from lattice_plan.planning.crt_weights import (
-    Evaluation,
-    WeightProblem,
-    evaluate,
-    optimise_weights,
 )
 from lattice_plan.planning.plan import Arm, Plan
 from lattice_plan.planning.prescription import Prescription
@@ -79,11 +74,6 @@ log = logging.getLogger(__name__)
 PTV_NAME = "PTV"
 ISOCENTRE_ROUNDING_MM = 1.0
 DEFAULT_MAX_SEGMENTS_PER_BEAM = 2
-# A segment delivering less than this (MU per fraction) is dropped: too little to deliver.
-MIN_SEGMENT_MU = 2.0
-# Field-in-field segments even out some per cent; an open-field hot spot above this is the
-# arrangement's depth dose (one-sided fields through a thick target), not a segment's job.
-SEGMENT_HOT_SPOT_PCT = 130.0
 
 #: The palliative CRT schedules (whole-course dose in Gy, fractions), selectable by name.
 CRT_SCHEDULES: dict[str, tuple[float, int]] = {
@@ -92,7 +82,6 @@ CRT_SCHEDULES: dict[str, tuple[float, int]] = {
     "8Gy/1": (8.0, 1),
 }
 DEFAULT_SCHEDULE = "30Gy/10"
-CRT_FRACTIONATIONS = CRT_SCHEDULES  # the name earlier code used
 
 
 def crt_prescription(
@@ -124,23 +113,6 @@ def schedule_name(rx: Prescription) -> str | None:
     return None
 
 
-@dataclass(frozen=True, eq=False)
-class _Column:
-    """One field of the weight problem: a beam (MU per unit weight) and its dose per unit
-    weight on the engine's active voxels (Gy, whole course, float32)."""
-
-    beam: Beam
-    parent: str
-    dose: NDArray[np.float32]
-
-
-@dataclass(frozen=True, eq=False)
-class _Candidate:
-    arrangement: Arrangement
-    columns: tuple[_Column, ...]
-    evaluation: Evaluation
-
-
 def _make_ptv(
     patient: Patient, gtv: Structure, margin_mm: float
 ) -> tuple[Structure, Structure | None]:
@@ -154,108 +126,6 @@ def _make_ptv(
     if ptv.is_empty:
         raise PlanningError(f"the PTV ({gtv.name} + {margin_mm:g} mm within the body) is empty")
     return ptv, body
-
-
-class _Problem:
-    """The voxel sets of one patient's weight problems (PTV, other body voxels, limits)."""
-
-    def __init__(self, engine: DoseEngine, ptv: Structure, limits: LimitSet, rx: Prescription):
-        active = engine.active_mask
-        self.engine = engine
-        self.active_flat = np.flatnonzero(active)
-        position = np.cumsum(active.ravel()) - 1
-        ptv_mask = structure_on_grid(ptv, engine.dose_grid).mask & active
-        if not ptv_mask.any():
-            raise PlanningError("the PTV has no voxels on the dose grid")
-        self.ptv_idx = position[np.flatnonzero(ptv_mask)]
-        self.out_idx = position[np.flatnonzero(active & ~ptv_mask)]
-        self.limit_idx = []
-        for lim in limits.limits:
-            m = structure_on_grid(lim.structure, engine.dose_grid).mask & active
-            self.limit_idx.append(position[np.flatnonzero(m)])
-        self.limits = limits.limits
-        self.rx = rx
-        self.voxel_cc = float(np.prod(engine.dose_grid.spacing_mm)) / 1000.0
-
-    def weight_problem(self, columns: Sequence[_Column]) -> WeightProblem:
-        d = np.stack([c.dose for c in columns])
-        return WeightProblem(
-            ptv=d[:, self.ptv_idx],
-            outside=d[:, self.out_idx],
-            limits=tuple(
-                (lim, d[:, idx]) for lim, idx in zip(self.limits, self.limit_idx, strict=True)
-            ),
-            body_mean=d.mean(axis=1, dtype=np.float64),
-            voxel_cc=self.voxel_cc,
-            fractions=self.rx.fractions,
-            rx_gy=self.rx.total_dose_gy,
-        )
-
-    def column(self, beam: Beam, parent: str) -> _Column:
-        dose = self.engine.compute([beam]).array.ravel()[self.active_flat]
-        return _Column(beam, parent, (dose * self.rx.fractions).astype(np.float32))
-
-    def region(self, columns: Sequence[_Column], ev: Evaluation) -> Structure:
-        """Where the candidate's plan is at fault: above the hot-spot level, or organ voxels
-        above the bound of a limit it breaks (dose grid)."""
-        d = (np.asarray(ev.weights, dtype=np.float32) @ np.stack([c.dose for c in columns])).astype(
-            float
-        )
-        rx = self.rx.total_dose_gy
-        level = max(1.03 * rx, rx + 0.5 * (ev.dmax_pct / 100.0 * rx - rx))
-        at_fault = d > level
-        for lim, idx, outcome in zip(self.limits, self.limit_idx, ev.outcomes, strict=True):
-            if outcome == PER_PROTOCOL or not lim.upper or lim.kind == "mean":
-                continue
-            rows = lim.planning_rows(d[idx], self.voxel_cc, self.rx.fractions, rx)
-            if rows is not None:
-                sel, bound, _ = rows
-                at_fault[idx[sel[d[idx][sel] > bound]]] = True
-        mask = np.zeros(self.engine.dose_grid.n_voxels, dtype=bool)
-        mask[self.active_flat[at_fault]] = True
-        return Structure(
-            "CRT_segment_region", mask.reshape(self.engine.dose_grid.shape), self.engine.dose_grid
-        )
-
-
-def _optimise_candidate(
-    problem: _Problem,
-    arrangement: Arrangement,
-    open_columns: Sequence[_Column],
-    max_segments: int,
-    fixed_weights: NDArray[np.float64] | None,
-) -> _Candidate:
-    columns = list(open_columns)
-    if fixed_weights is not None:
-        ev = evaluate(problem.weight_problem(columns), fixed_weights)
-        return _Candidate(arrangement, tuple(columns), ev)
-    start = np.full(len(columns), 1.0 / len(columns))
-    w, ev = optimise_weights(problem.weight_problem(columns), start)
-    for level in range(max_segments):
-        if ev.status == 0 or ev.dmax_pct > SEGMENT_HOT_SPOT_PCT:
-            break
-        region = problem.region(columns, ev)
-        new = []
-        for col in open_columns:
-            seg = segment_beam(col.beam, region, f"{col.beam.name}_S{level + 1}")
-            if seg is not None:
-                new.append(problem.column(seg, col.beam.name))
-        if not new:
-            break
-        trial = [*columns, *new]
-        w2, ev2 = optimise_weights(
-            problem.weight_problem(trial), np.concatenate([w, np.zeros(len(new))])
-        )
-        if ev2.rank_key() >= ev.rank_key():
-            break
-        columns, w, ev = trial, w2, ev2
-    # Segments too small to deliver are dropped and the rest re-weighted.
-    mu = np.array([c.beam.mu for c in columns]) * w
-    keep = [i for i, c in enumerate(columns) if c.parent == c.beam.name or mu[i] >= MIN_SEGMENT_MU]
-    if len(keep) < len(columns):
-        columns = [columns[i] for i in keep]
-        w, ev = optimise_weights(problem.weight_problem(columns), w[keep])
-    return _Candidate(arrangement, tuple(columns), ev)
 
 
 def build_crt_plan(
@@ -323,11 +193,11 @@ def build_crt_plan(
         engine = DoseEngine(patient.ct, body, dose_spacing_mm=dose_spacing_mm)
     else:
         engine.ct.grid.require_same(patient.grid, "the dose engine's CT")
-    problem = _Problem(engine, ptv, limits, rx)
+    problem = CandidateProblem(engine, ptv, limits, rx)
 
     # Each distinct gantry angle: one conformal field, MU per unit weight = Rx per
     # fraction at the isocentre.
-    open_columns: dict[float, _Column] = {}
+    open_columns: dict[float, FieldColumn] = {}
     for g in sorted({g for c in candidates for g in c.gantry_deg}):
         beam = conformal_beam(f"G{g:g}", ptv, iso, g, margin_mm=penumbra_margin_mm, mu=100.0)
         dose = engine.compute([beam])
@@ -354,7 +224,7 @@ def build_crt_plan(
             for g, lab in zip(cand.gantry_deg, labels, strict=True)
         ]
         scored.append(
-            _optimise_candidate(
+            optimise_candidate(
                 problem,
                 cand,
                 cols,
