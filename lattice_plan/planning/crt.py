@@ -266,6 +266,7 @@ def build_crt_plan(
             [col.parent for col in c.columns],
             c.evaluation,
             limits.limits,
+            c.segments,
         )
         for c in scored
     ]

@@ -37,8 +37,9 @@ from lattice_plan.planning.prescription import Prescription
 
 # A segment delivering less than this (MU per fraction) is dropped: too little to deliver.
 MIN_SEGMENT_MU = 2.0
-# Field-in-field segments even out some per cent; an open-field hot spot above this is the
-# arrangement's depth dose (one-sided fields through a thick target), not a segment's job.
+# Field-in-field segments even out some per cent (two rounds took PA + laterals on the
+# phantom from about 128 % to 109 %); above this open-field hot spot (one-sided fields
+# through a thick target) they are not tried, which saves their dose computations.
 SEGMENT_HOT_SPOT_PCT = 130.0
 
 
@@ -54,9 +55,12 @@ class FieldColumn:
 
 @dataclass(frozen=True, eq=False)
 class Candidate:
+    """A weighted candidate; ``segments`` says why it has the segments it has."""
+
     arrangement: Arrangement
     columns: tuple[FieldColumn, ...]
     evaluation: Evaluation
+    segments: str = ""
 
 
 class CandidateProblem:
@@ -131,11 +135,19 @@ def optimise_candidate(
     columns = list(open_columns)
     if fixed_weights is not None:
         ev = evaluate(problem.weight_problem(columns), fixed_weights)
-        return Candidate(arrangement, tuple(columns), ev)
+        return Candidate(arrangement, tuple(columns), ev, "user weights, no segments")
     start = np.full(len(columns), 1.0 / len(columns))
     w, ev = optimise_weights(problem.weight_problem(columns), start)
+    why = "none allowed" if max_segments == 0 else f"up to {max_segments} per field"
     for level in range(max_segments):
-        if ev.status == 0 or ev.dmax_pct > SEGMENT_HOT_SPOT_PCT:
+        if ev.status == 0:
+            why = "open fields meet every limit" if level == 0 else f"{level} round(s)"
+            break
+        if ev.dmax_pct > SEGMENT_HOT_SPOT_PCT:
+            why = (
+                f"not tried: open-field hot spot {ev.dmax_pct:.0f} % > {SEGMENT_HOT_SPOT_PCT:g} %,"
+                " more than a few segments even out"
+            )
             break
         region = problem.region(columns, ev)
         new = []
@@ -144,18 +156,21 @@ def optimise_candidate(
             if seg is not None:
                 new.append(problem.column(seg, col.beam.name))
         if not new:
+            why = "no deliverable segment blocks the region at fault"
             break
         trial = [*columns, *new]
         w2, ev2 = optimise_weights(
             problem.weight_problem(trial), np.concatenate([w, np.zeros(len(new))])
         )
         if ev2.rank_key() >= ev.rank_key():
+            why = f"{level} round(s); round {level + 1} did not improve the plan"
             break
         columns, w, ev = trial, w2, ev2
+        why = f"{level + 1} round(s)"
     # Segments too small to deliver are dropped and the rest re-weighted.
     mu = np.array([c.beam.mu for c in columns]) * w
     keep = [i for i, c in enumerate(columns) if c.parent == c.beam.name or mu[i] >= MIN_SEGMENT_MU]
     if len(keep) < len(columns):
         columns = [columns[i] for i in keep]
         w, ev = optimise_weights(problem.weight_problem(columns), w[keep])
-    return Candidate(arrangement, tuple(columns), ev)
+    return Candidate(arrangement, tuple(columns), ev, why)

@@ -71,6 +71,7 @@ def candidate_info(
     parents: Sequence[str],
     ev: Evaluation,
     limits: Sequence[DoseLimit],
+    segments: str = "",
 ) -> dict[str, Any]:
     """A candidate's record: beams with relative weights and MU (per fraction, before the
     plan's final normalisation), segments, hot spot, HI, CI and each limit's value."""
@@ -86,6 +87,7 @@ def candidate_info(
         "mu_per_beam": mu,
         "total_mu": float(sum(mu.values())),
         "n_segments": sum(p != b.name for b, p in zip(beams, parents, strict=True)),
+        "segments_note": segments,
         "dmax_pct": ev.dmax_pct,
         "ptv_dmax_pct": ev.ptv_dmax_pct,
         "homogeneity_index": ev.hi,
@@ -109,7 +111,9 @@ def candidate_line(info: dict[str, Any]) -> str:
         else "breaks " + "; ".join(f"{r['limit']} ({_fmt(r['value'], r['unit'])})" for r in worst)
     )
     return (
-        f"{info['name']}: {beams}; {info['n_segments']} segment(s), {info['total_mu']:.0f} MU/fx; "
+        f"{info['name']}: {beams}; {info['n_segments']} segment(s)"
+        + (f" ({info['segments_note']})" if info.get("segments_note") else "")
+        + f", {info['total_mu']:.0f} MU/fx; "
         f"Dmax {info['dmax_pct']:.1f} %, HI {info['homogeneity_index']:.3f}, "
         f"CI {info['conformity_index']:.2f}; {verdict}"
     )

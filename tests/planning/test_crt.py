@@ -338,6 +338,8 @@ def test_phantom_crt_records_how_it_was_made(phantom, phantom_plan):
     by_key = {c["key"]: c for c in info["candidates"]}
     assert by_key["single"]["dmax_pct"] > 130 and not by_key["single"]["meets_limits"]
     assert by_key["near-obliques"]["dmax_pct"] > 130
+    assert by_key["single"]["segments_note"].startswith("not tried: open-field hot spot 15")
+    assert "segment(s) (not tried" in by_key["single"]["line"]
     chosen = next(c for c in info["candidates"] if c["name"] == info["arrangement"])
     assert chosen["meets_limits"]
     # Among the candidates that meet every limit, the chosen one is the most homogeneous.
