@@ -298,7 +298,8 @@ def _ptv_dose(plan):
 
 def _check_issue_19(plan, arm):
     """Issue 19: the protocol check says "per protocol" (at most minor deviations), PTV D95 =
-    Rx, and the hot spot at most 107 % of Rx (voxel centres, as the builder plans it)."""
+    Rx, and the hot spot at most 107 % of Rx (voxel centres, as the builder plans it; ICRU
+    50/62: PTV dose within 95-107 % of the prescription, the protocol's CRT limit)."""
     rx = plan.prescription.total_dose_gy
     result = check(plan, None, PROTOCOL, arm, allow_partial=True)
     assert result.verdict in (Verdict.PER_PROTOCOL, Verdict.MINOR_DEVIATION), str(result)
@@ -498,7 +499,7 @@ def test_central_target_in_water(semi_axes_mm, ap_pa_meets):
     assert mu["LLAT"] == pytest.approx(mu["RLAT"], rel=0.02)
     d = _ptv_dose(plan)
     assert np.percentile(d, 5) == pytest.approx(30.0, rel=0.01)
-    assert plan.dose.array.max() <= 1.07 * 30.0
+    assert plan.dose.array.max() <= 1.07 * 30.0  # ICRU 50/62 107 %, on the global maximum
 
 
 @pytest.mark.slow
