@@ -91,6 +91,7 @@ def evaluate_dicom(
         rtplan_path,
         fractions=fractions,
         prescription_gy=prescription_gy,
+        override_rtplan=True,
         per_fraction_ok=per_fraction_ok,
     )
     dose, fractions, prescription_gy = exported.dose, exported.fractions, exported.prescription_gy
