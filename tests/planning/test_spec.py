@@ -436,7 +436,7 @@ def test_crt_schedule_arrangements_and_segments():
         ),
         (
             CRT_MIN + "[crt]\nmax_segments_per_beam = -1\n",
-            r"max_segments_per_beam: expected an integer >= 0",
+            r"max_segments_per_beam: expected a number from 0 to 20, got -1",
         ),
     ],
 )
