@@ -159,7 +159,10 @@ def _machine_for(
                 machine.name,
             )
     if boundaries is not None:
-        machine = machine.with_leaf_edges(boundaries)
+        try:
+            machine = machine.with_leaf_edges(boundaries)
+        except DoseError as exc:
+            raise _refuse(where, label, f"leaf position boundaries not usable: {exc}") from None
     return machine
 
 
