@@ -7,6 +7,8 @@ breast-boost export of a commercial planning system (bank X1 values first).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pydicom
 import pytest
@@ -265,3 +267,41 @@ def test_breast_boost_control_points_against_pydicom():
             item.FinalCumulativeMetersetWeight
         )
         np.testing.assert_allclose(beam.weights, w)
+
+
+@pytest.mark.slow
+def test_breast_boost_fluence_maps_integrate_the_leaf_motion():
+    """Each beam's fluence map (delivery-core's exact trajectory integral), summed along a leaf
+    row, equals the meterset integral of that row's open width between leaves and jaws, computed
+    here by brute force from the control points (transmission, leaf ends and T&G set to 0)."""
+    from lattice_plan.dose.delivery import beams_for_dose
+
+    delivery = read_rtplan_delivery(reference_path(*BREAST))
+    t = np.linspace(0.0, 1.0, 201)[:, None]  # sub-steps per interval: the width is piecewise linear
+    for cp_beam, machine in zip(delivery.beams, delivery.machines, strict=True):
+        ideal = replace(
+            machine,
+            leaf_transmission=0.0,
+            jaw_transmission=0.0,
+            dosimetric_leaf_gap_mm=0.0,
+            tongue_groove_mm=0.0,
+        )
+        (beam,) = beams_for_dose(cp_beam, ideal, pixel_mm=1.0)
+        assert beam.mu == cp_beam.mu and beam.gantry_deg == cp_beam.control_points[0].gantry_deg
+        fmap = beam.fluence
+        x1, x2 = cp_beam.banks()
+        jaws = cp_beam.jaw_array()
+        w = cp_beam.weights
+        integral = np.zeros(x1.shape[1])  # per leaf pair, mm x meterset fraction
+        for k in range(len(w) - 1):
+            a1 = x1[k] + t * (x1[k + 1] - x1[k])
+            a2 = x2[k] + t * (x2[k + 1] - x2[k])
+            width = np.clip(np.minimum(a2, jaws[k, 1]) - np.maximum(a1, jaws[k, 0]), 0.0, None)
+            integral += (w[k + 1] - w[k]) * np.trapezoid(width, t[:, 0], axis=0)
+        edges = cp_beam.leaf_edges_mm
+        y = fmap.y_centers_mm()
+        pair = np.searchsorted(edges, y) - 1
+        inside = (y > jaws[0, 2] + 1) & (y < jaws[0, 3] - 1) & (pair >= 0) & (pair < len(edges) - 1)
+        summed = fmap.values[inside].sum(axis=1) * fmap.beamlet_mm
+        np.testing.assert_allclose(summed, integral[pair[inside]], rtol=0.01, atol=0.05)
+        assert np.count_nonzero(inside) > 60  # 1 mm rows across the jaw opening
