@@ -46,6 +46,7 @@ BODY_THRESHOLD_HU = -400.0
 """CT voxels above this are body when no outline is given (air -1000, lung about -800..-500)."""
 
 Progress = Callable[[str, int, int | None], None]
+_CHUNK = 8  # engine beams per engine call between progress reports
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,12 +128,13 @@ def recalculate(
     if not engine_beams:
         raise DoseError(f"RTPLAN {delivery.plan.label!r}: no beam delivers any meterset")
     total = np.zeros(engine.dose_grid.shape)
-    for i, beam in enumerate(engine_beams):
+    n = len(engine_beams)
+    for start in range(0, n, _CHUNK):
         if progress is not None:
-            progress("recalc", i, len(engine_beams))
-        total += engine.beam_dose(beam).array
+            progress("recalc", start, n)
+        total += engine.compute(engine_beams[start : start + _CHUNK]).array
     if progress is not None:
-        progress("recalc", len(engine_beams), len(engine_beams))
+        progress("recalc", n, n)
     per_fraction = Volume(total, engine.dose_grid, "Gy")
     if not out_grid.same_as(engine.dose_grid):
         per_fraction = per_fraction.resampled(out_grid, order=1, fill_value=0.0)
