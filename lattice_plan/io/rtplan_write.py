@@ -37,7 +37,7 @@ from lattice_plan.dose.beam import Beam
 from lattice_plan.dose.control_points import ControlPointBeam
 from lattice_plan.dose.machine import Machine
 from lattice_plan.errors import DicomError
-from lattice_plan.io.atomic import safe_file_part
+from lattice_plan.files import safe_file_part
 from lattice_plan.io.dicom_common import (
     RT_PLAN_STORAGE,
     RT_STRUCTURE_SET_STORAGE,

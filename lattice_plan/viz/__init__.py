@@ -10,3 +10,5 @@
 
 ``scene3d`` imports pyvista/VTK; import it only where 3D is needed.
 """
+
+__all__ = ["dvh_plot", "fluence_plot", "profiles", "report", "scene3d", "slices"]
