@@ -152,6 +152,52 @@ def trajectory_fluence(
     return FluenceMap(values, pixel_mm, origin, delivered=True)
 
 
+def delivery_time_s(cp_beam: ControlPointBeam, machine: Machine) -> float:
+    """Beam-on plus motion time (s): each control-point interval lasts as long as its slowest axis.
+
+    Meterset at the maximum dose rate, leaves at the maximum leaf speed, jaws
+    at the same speed, gantry at the maximum gantry speed; beam-hold
+    overheads between step-and-shoot segments are not modelled.
+    """
+    dm = np.diff(cp_beam.weights) * cp_beam.mu / machine.max_mu_per_s
+    moves = [np.abs(np.diff(cp_beam.jaw_array(), axis=0)).max(axis=1)]
+    if cp_beam.has_mlc:
+        x1, x2 = cp_beam.banks()
+        moves.append(np.abs(np.diff(np.concatenate([x1, x2], axis=1), axis=0)).max(axis=1))
+    leaf = np.max(moves, axis=0) / machine.max_leaf_speed_mm_s
+    gantry = np.abs(np.diff(cp_beam.gantry_path_deg())) / machine.max_gantry_speed_deg_s
+    return float(np.sum(np.maximum(np.maximum(dm, leaf), gantry)))
+
+
+def pair_open_mu(
+    cp_beam: ControlPointBeam, machine: Machine, xs_mm: NDArray
+) -> NDArray[np.float64]:
+    """Open meterset (MU) at points ``xs_mm`` on each leaf pair's centre line, (n_pairs, nx).
+
+    No transmission and no tongue-and-groove (each pair alone): what a leaf
+    sequence is checked against.
+    """
+    m = machine_for(cp_beam, machine)
+    traj = trajectory(cp_beam, m)
+    pairs = np.arange(m.mlc.n_pairs, dtype=np.int64)
+    xs = np.ascontiguousarray(xs_mm, dtype=float)
+    out = np.zeros((len(pairs), len(xs)))
+    jaw = np.zeros_like(out)
+    trajectory_fractions(
+        traj.weights,
+        np.ascontiguousarray(traj.x1),
+        np.ascontiguousarray(traj.x2),
+        np.ascontiguousarray(traj.jaws),
+        xs,
+        np.ascontiguousarray(m.mlc.centers_mm),
+        pairs,
+        pairs,
+        out,
+        jaw,
+    )
+    return out * cp_beam.mu
+
+
 def _cut(traj: Trajectory, a: float, b: float) -> Trajectory:
     """The part of the trajectory between fractional control-point indices a < b (linear in between)."""
     idx = np.arange(len(traj.weights), dtype=float)
