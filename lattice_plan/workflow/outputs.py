@@ -39,6 +39,19 @@ log = logging.getLogger(__name__)
 COMPLETE_MARKER = ".lattice_plan_case.json"
 
 
+def _rtplan_beams(plan: Plan) -> dict[str, Any]:
+    """What a plan's RTPLAN holds: its control-point beams when it was sequenced (with the
+    optimised fluence maps beside them, and the machine's name), else its static beams."""
+    if not plan.delivery_beams:
+        return {"beams": plan.beams}
+    names = {b.name for b in plan.delivery_beams}
+    return {
+        "beams": plan.delivery_beams,
+        "fluence_beams": [b for b in plan.beams if b.name in names and b.fluence is not None],
+        "machine_name": plan.info.get("delivery", {}).get("machine"),
+    }
+
+
 def _all_structures(patient: Patient, plans: Sequence[Plan]) -> list[Structure]:
     """Every structure of the patient and the plans, once per name (a clash gets the arm's suffix)."""
     out: dict[str, Structure] = {s.name.casefold(): s for s in patient.structures}
@@ -124,9 +137,9 @@ def write_case_outputs(
         for n, plan in enumerate(plans):
             stem = safe_name(plan.name)
             rp = write_rtplan(
-                plan.beams,
-                tmp / f"RTPLAN_{stem}.dcm",
-                ct.identity,
+                path=tmp / f"RTPLAN_{stem}.dcm",
+                identity=ct.identity,
+                **_rtplan_beams(plan),
                 n_fractions=plan.fractions,
                 dose_per_fraction_gy=plan.prescription.dose_per_fraction_gy,
                 label=plan.name,
