@@ -7,15 +7,18 @@ drawn by plotly.js, which the ``plotly`` Python package ships and the page
 inlines. Everything sits inside the one HTML file and works offline.
 """
 
+from lattice_plan.viz.viewer.case import case_payload, viewer_plan
 from lattice_plan.viz.viewer.folder import folder_payload
 from lattice_plan.viz.viewer.page import viewer_page_html, viewer_section_html, write_viewer_page
 from lattice_plan.viz.viewer.payload import ViewerPlan, viewer_payload
 
 __all__ = [
     "ViewerPlan",
+    "case_payload",
     "folder_payload",
     "viewer_page_html",
     "viewer_payload",
+    "viewer_plan",
     "viewer_section_html",
     "write_viewer_page",
 ]
