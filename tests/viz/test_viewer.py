@@ -131,3 +131,27 @@ def test_the_report_holds_the_viewer_only_when_given():
     with_viewer = render_report_html("t", comparison, viewer=payload)
     assert 'id="lpv-data"' in with_viewer and "Interactive viewer" in with_viewer
     assert "<script" not in render_report_html("t", comparison)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("demo")
+def test_a_plan_folder_gives_every_plan_with_its_arm_fractions_and_prescription(demo_out):
+    from lattice_plan.viz.viewer import folder_payload
+
+    payload = folder_payload(demo_out)
+    plans = {p["name"]: p for p in payload["plans"]}
+    assert sorted(plans) == ["CRT", "SCART", "SFRT"]
+    assert payload["reference_plan"] == "CRT"
+    # The demo's default prescriptions (workflow.DEFAULT_SPECS): 15 Gy x 1, 15 Gy x 1, 30 Gy / 10.
+    for name, arm, fractions, rx in (
+        ("SFRT", "SFRT", 1, 15.0),
+        ("SCART", "SCART", 1, 15.0),
+        ("CRT", "CRT", 10, 30.0),
+    ):
+        p = plans[name]
+        assert (p["arm"], p["fractions"]) == (arm, fractions)
+        assert p["prescription_gy"] == pytest.approx(rx)
+        assert p["beams"] and p["dvh"] and p["isodose_meshes"]
+    names = {s["name"] for s in payload["structures"]}
+    assert {"External", "GTV", "SpinalCanal"} <= names
+    assert any(s["vertices_ijk"] for s in payload["structures"] if s["kind"] == "VERTEX")

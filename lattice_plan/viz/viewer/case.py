@@ -12,13 +12,12 @@ from lattice_plan.viz.viewer.payload import ViewerPlan, viewer_payload
 
 def viewer_plan(plan: Plan) -> ViewerPlan:
     """A computed :class:`Plan` as a :class:`ViewerPlan` (total dose, total prescription)."""
-    rx = plan.prescription
     return ViewerPlan(
         plan.name,
         plan.arm.value,
         plan.require_dose(),
         plan.fractions,
-        rx.dose_per_fraction_gy * rx.fractions,
+        plan.prescription.total_dose_gy,
         tuple(plan.beams),
     )
 
