@@ -92,19 +92,23 @@
     const reference = plans.find((p) => p.name === data.reference_plan) || null;
 
     const state = { plan: plans.find((p) => p !== reference) || plans[0], diff: false, window: [400, 40], threshold: 20, opacity: 0.45, levels: [], slice: { i: ni >> 1, j: nj >> 1, k: nk >> 1 } };
-
-    function doseAt(plan, i, j, k) {  // trilinear, CT index -> Gy; 0 outside the dose grid
-      const [u, v, w] = apply(plan.fromCt, [i, j, k]);
-      const [dk, dj, di] = plan.shape;
-      if (u < 0 || v < 0 || w < 0 || u > di - 1 || v > dj - 1 || w > dk - 1) return 0;
-      const u0 = Math.min(Math.floor(u), di - 2 < 0 ? 0 : di - 2), v0 = Math.min(Math.floor(v), dj - 2 < 0 ? 0 : dj - 2), w0 = Math.min(Math.floor(w), dk - 2 < 0 ? 0 : dk - 2);
-      const fu = u - u0, fv = v - v0, fw = w - w0, d = plan.values;
-      const at = (a, b, c) => d[((w0 + c) * dj + (v0 + b)) * di + (u0 + a)] || 0;
-      let s = 0;
-      for (let c = 0; c < 2; c++) for (let b = 0; b < 2; b++) for (let a = 0; a < 2; a++)
-        s += (a ? fu : 1 - fu) * (b ? fv : 1 - fv) * (c ? fw : 1 - fw) * at(a, b, c);
-      return s;
+    const focus = structures.find((s) => s.kind === "GTV") || structures.find((s) => ["PTV", "CTV"].includes(s.kind));
+    if (focus) {  // open on the middle of the target's bounding box
+      const [k0, j0, i0] = focus.box_lo, [bk, bj, bi] = focus.box_shape;
+      state.slice = { i: i0 + (bi >> 1), j: j0 + (bj >> 1), k: k0 + (bk >> 1) };
     }
+
+    function trilinear(plan, u, v, w) {  // dose grid continuous index -> Gy; 0 outside
+      const [dk, dj, di] = plan.shape;
+      if (!(u >= 0 && v >= 0 && w >= 0 && u <= di - 1 && v <= dj - 1 && w <= dk - 1)) return 0;
+      const u0 = Math.min(Math.floor(u), Math.max(di - 2, 0)), v0 = Math.min(Math.floor(v), Math.max(dj - 2, 0)), w0 = Math.min(Math.floor(w), Math.max(dk - 2, 0));
+      const fu = u - u0, fv = v - v0, fw = w - w0, d = plan.values, row = di, plane = di * dj;
+      const n = w0 * plane + v0 * row + u0, su = di > 1 ? 1 : 0, sv = dj > 1 ? row : 0, sw = dk > 1 ? plane : 0;
+      const c00 = d[n] * (1 - fu) + d[n + su] * fu, c10 = d[n + sv] * (1 - fu) + d[n + sv + su] * fu;
+      const c01 = d[n + sw] * (1 - fu) + d[n + sw + su] * fu, c11 = d[n + sw + sv] * (1 - fu) + d[n + sw + sv + su] * fu;
+      return (c00 * (1 - fv) + c10 * fv) * (1 - fw) + (c01 * (1 - fv) + c11 * fv) * fw;
+    }
+    const doseAt = (plan, i, j, k) => { const [u, v, w] = apply(plan.fromCt, [i, j, k]); return trilinear(plan, u, v, w); };
     function inStructure(s, i, j, k) {
       const [k0, j0, i0] = s.box_lo, [bk, bj, bi] = s.box_shape;
       const a = i - i0, b = j - j0, c = k - k0;
@@ -142,16 +146,43 @@
     };
     const pixel = (view, axis, value) => (flip[axis] ? N[axis] - 1 - value : value);
 
-    function sliceFields(view) {
+    const AXIS = { i: 0, j: 1, k: 2 };
+    function sliceFields(view) {  // CT (HU) and dose (Gy) of each pixel of the view's slice
       const n = view.w * view.h, ctv = new Float32Array(n), dose = new Float32Array(n);
       const ref = state.diff && reference && reference !== state.plan ? new Float32Array(n) : null;
-      for (let y = 0; y < view.h; y++) for (let x = 0; x < view.w; x++) {
-        const { i, j, k } = index(view, x, y), m = y * view.w + x;
-        ctv[m] = hu[(k * nj + j) * ni + i];
-        dose[m] = doseAt(state.plan, i, j, k);
-        if (ref) ref[m] = doseAt(reference, i, j, k);
-      }
+      const corner = (x, y) => { const p = index(view, x, y); return [p.i, p.j, p.k]; };
+      const c0 = corner(0, 0), cx = corner(1, 0), cy = corner(0, 1);  // the view is linear in x, y
+      const stride = [1, ni, ni * nj], lin = (c) => c[0] * stride[0] + c[1] * stride[1] + c[2] * stride[2];
+      const base = lin(c0), dx = lin(cx) - base, dy = lin(cy) - base;
+      const fill = (plan, out) => {
+        const o = apply(plan.fromCt, c0), ox = apply(plan.fromCt, cx), oy = apply(plan.fromCt, cy);
+        for (let y = 0; y < view.h; y++) for (let x = 0; x < view.w; x++)
+          out[y * view.w + x] = trilinear(plan, o[0] + x * (ox[0] - o[0]) + y * (oy[0] - o[0]),
+            o[1] + x * (ox[1] - o[1]) + y * (oy[1] - o[1]), o[2] + x * (ox[2] - o[2]) + y * (oy[2] - o[2]));
+      };
+      for (let y = 0; y < view.h; y++) for (let x = 0; x < view.w; x++) ctv[y * view.w + x] = hu[base + x * dx + y * dy];
+      fill(state.plan, dose);
+      if (ref) fill(reference, ref);
       return { ctv, dose, ref };
+    }
+    function maskField(view, s, out) {  // 1 inside structure s on the view's slice; false if none
+      const f = AXIS[view.fixed], a = AXIS[view.ax], b = AXIS[view.ay];
+      const lo = [s.box_lo[2], s.box_lo[1], s.box_lo[0]], shape = [s.box_shape[2], s.box_shape[1], s.box_shape[0]];
+      const at = state.slice[view.fixed] - lo[f];
+      if (at < 0 || at >= shape[f]) return false;
+      out.fill(0);
+      const boxStride = [1, shape[0], shape[0] * shape[1]], c = [0, 0, 0];
+      c[f] = at;
+      for (let q = 0; q < shape[b]; q++) {
+        c[b] = q;
+        const y = pixel(view, view.ay, lo[b] + q);
+        for (let r = 0; r < shape[a]; r++) {
+          c[a] = r;
+          const n = c[0] + c[1] * boxStride[1] + c[2] * boxStride[2];
+          if ((s.bits[n >> 3] >> (7 - (n & 7))) & 1) out[y * view.w + pixel(view, view.ax, lo[a] + r)] = 1;
+        }
+      }
+      return true;
     }
 
     function draw(view) {
@@ -182,11 +213,7 @@
       }
       const mask = new Float32Array(view.w * view.h);
       for (const s of structures) {
-        if (!s.visible) continue;
-        for (let y = 0; y < view.h; y++) for (let x = 0; x < view.w; x++) {
-          const { i, j, k } = index(view, x, y);
-          mask[y * view.w + x] = inStructure(s, i, j, k);
-        }
+        if (!s.visible || !maskField(view, s, mask)) continue;
         ctx.beginPath(); ctx.strokeStyle = `rgb(${s.color.join(",")})`; ctx.lineWidth = 1.2;
         contour(mask, view.w, view.h, 0.5, ctx, view.sx, view.sy); ctx.stroke();
         ctx.beginPath();
