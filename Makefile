@@ -47,7 +47,7 @@ demo: $(STAMP) mesa-egl
 test: $(STAMP) dicom3tools mesa-egl chromium
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
-bench: $(STAMP) mesa-egl
+bench: $(STAMP) mesa-egl chromium
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 lint: $(STAMP)

@@ -51,9 +51,9 @@ def viewer_section_html(payload: dict) -> str:
             f"<style>{_asset('viewer.css')}</style>",
             _asset("viewer.html"),
             f'<script type="application/json" id="lpv-data">{data}</script>',
+            f"<script>{_script_safe(_asset('viewer.js'))}</script>",
             # plotly.js is run by viewer.js once the slices are drawn (it takes seconds to parse)
             f'<script type="text/plain" id="lpv-plotly">{_script_safe(plotly_js())}</script>',
-            f"<script>{_script_safe(_asset('viewer.js'))}</script>",
         ]
     )
 

@@ -399,9 +399,13 @@
     const took = `slices ready ${(performance.now() - t0).toFixed(0)} ms after the viewer script started (CT ${ni}×${nj}×${nk}${ct.stride > 1 ? `, every ${ct.stride}th voxel` : ""}; ${plans.length} plans; ${structures.length} structures)`;
     status(`${took}; loading the DVH and 3D panels…`);
     await new Promise((resolve) => setTimeout(resolve, 0));  // let the slices paint first
+    if (document.readyState === "loading") {  // plotly.js sits after this script in the page
+      await new Promise((resolve) => document.addEventListener("DOMContentLoaded", resolve, { once: true }));
+    }
     loadPlotly();
     await drawDvh();
     $("lpv-3d-show").disabled = false;
+    window.viewerPlotsReadyMs = performance.now();
     window.viewerPlotsReady = true;
     status(took);
   }
