@@ -155,3 +155,24 @@ def test_a_plan_folder_gives_every_plan_with_its_arm_fractions_and_prescription(
     names = {s["name"] for s in payload["structures"]}
     assert {"External", "GTV", "SpinalCanal"} <= names
     assert any(s["vertices_ijk"] for s in payload["structures"] if s["kind"] == "VERTEX")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("demo")
+def test_an_exported_folder_is_read_by_modality_whatever_its_file_names(demo_out, tmp_path):
+    import shutil
+
+    from lattice_plan.viz.viewer import folder_payload
+
+    shutil.copytree(demo_out / "CT", tmp_path / "CT")
+    shutil.copy(demo_out / "RTSTRUCT.dcm", tmp_path / "rs.dcm")
+    shutil.copy(demo_out / "RTDOSE_SCART.dcm", tmp_path / "dose1.dcm")
+    shutil.copy(demo_out / "RTPLAN_SCART.dcm", tmp_path / "plan1.dcm")
+    shutil.copy(demo_out / "RTDOSE_CRT.dcm", tmp_path / "dose2.dcm")  # its RTPLAN is absent
+    payload = folder_payload(tmp_path)
+    scart, crt = payload["plans"]
+    assert (scart["name"], scart["arm"], scart["fractions"]) == ("SCART", "SCART", 1)
+    # Without its RTPLAN the dose is shown against its own maximum in one fraction.
+    assert crt["name"] == "dose2 (no Rx: % of max)" and crt["fractions"] == 1
+    assert crt["prescription_gy"] == pytest.approx(crt["dose"]["max_gy"])
+    assert payload["reference_plan"] is None and not crt["beams"]

@@ -23,7 +23,7 @@ from lattice_plan.geometry.volume import Volume
 from lattice_plan.phantoms import build_phantom
 from lattice_plan.viz.viewer import ViewerPlan, viewer_payload, write_viewer_page
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("viewer-browser")]
 
 
 def _gaussian(grid: Grid, centre, peak_gy: float, sigma_mm: float) -> Volume:

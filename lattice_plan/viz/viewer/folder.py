@@ -1,10 +1,13 @@
 """The viewer of a plan folder: its CT, RTSTRUCT, and every RTDOSE with its RTPLAN.
 
 A folder written by ``lattice-plan plan`` or ``demo`` holds ``CT/``,
-``RTSTRUCT.dcm`` and ``RTDOSE_<plan>.dcm`` / ``RTPLAN_<plan>.dcm`` pairs. The
-plan's arm is read from its RTPLAN name ("SFRT-1 (SFRT)"); a dose whose RTPLAN
-is absent or names no prescription is shown against its own maximum (100 %)
-in one fraction, and the page says so in the plan's label.
+``RTSTRUCT.dcm`` and ``RTDOSE_<plan>.dcm`` / ``RTPLAN_<plan>.dcm`` pairs; a
+plan exported by another system may name its files as it likes: the DICOM
+files directly in the folder are told apart by their Modality, and the CT is
+read from ``CT/`` or else from the folder itself. The plan's arm is read from
+its RTPLAN name ("SFRT-1 (SFRT)"); a dose whose RTPLAN is absent or names no
+prescription is shown against its own maximum (100 %) in one fraction, and the
+page says so in the plan's label.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from lattice_plan.viz.viewer.payload import ViewerPlan, viewer_payload
 _ARM = re.compile(r"\(([A-Za-z]+)\)\s*$")
 
 
-def _plans_by_uid(root: Path) -> dict[str, Path]:
-    return {
-        str(read_dataset(p, what="RTPLAN").SOPInstanceUID): p
-        for p in sorted(root.glob("RTPLAN_*.dcm"))
-    }
+def _by_modality(root: Path) -> dict[str, list[Path]]:
+    """The DICOM files directly in ``root`` by Modality (RTDOSE, RTPLAN, RTSTRUCT, ...)."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(root.glob("*.dcm")):
+        modality = str(read_dataset(path, header_only=True).get("Modality", ""))
+        found.setdefault(modality, []).append(path)
+    return found
 
 
 def _viewer_plan(dose_path: Path, rtplan: RTPlan | None, patient_position: str) -> ViewerPlan:
@@ -52,26 +57,27 @@ def _viewer_plan(dose_path: Path, rtplan: RTPlan | None, patient_position: str) 
 def folder_payload(folder: str | os.PathLike[str], reference_plan: str | None = "CRT") -> dict:
     """:func:`viewer_payload` of every plan in ``folder`` (see the module docstring)."""
     root = Path(folder)
-    doses = sorted(root.glob("RTDOSE_*.dcm"))
-    if not doses:
+    files = _by_modality(root)
+    if not files.get("RTDOSE"):
         raise InputFileError(
-            f"{str(root)!r} holds no RTDOSE_*.dcm; give a folder written by 'lattice-plan plan' "
-            "or 'demo'"
+            f"{str(root)!r} holds no RTDOSE file (*.dcm); give a folder written by "
+            "'lattice-plan plan' or 'demo', or a folder with an exported CT, RTSTRUCT and RTDOSE"
         )
-    if not (root / "CT").is_dir():
+    structure_files = files.get("RTSTRUCT", [])
+    if len(structure_files) != 1:
         raise InputFileError(
-            f"{str(root)!r} holds no CT/ folder; the viewer draws the dose on the CT"
+            f"{str(root)!r} holds {len(structure_files)} RTSTRUCT files; the viewer needs exactly one"
         )
-    if not (root / "RTSTRUCT.dcm").is_file():
-        raise InputFileError(f"{str(root)!r} holds no RTSTRUCT.dcm")
-    ct = read_ct(root / "CT")
+    ct = read_ct(root / "CT" if (root / "CT").is_dir() else root)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DicomWarning)  # ROIs without contours are not drawn
-        structures = read_rtstruct(root / "RTSTRUCT.dcm", ct)
-    by_uid = _plans_by_uid(root)
+        structures = read_rtstruct(structure_files[0], ct)
+    by_uid = {
+        str(read_dataset(p, header_only=True).SOPInstanceUID): p for p in files.get("RTPLAN", [])
+    }
     position = ct.volume.grid.patient_position
     plans = []
-    for path in doses:
+    for path in files["RTDOSE"]:
         uid = load_rtdose(path, patient_position=position).referenced_rtplan_uid
         rtplan = read_rtplan(by_uid[uid]) if uid in by_uid else None
         plans.append(_viewer_plan(path, rtplan, position))

@@ -65,9 +65,16 @@ def structure_meshes(structures: Sequence[Structure]) -> list[dict]:
 
 
 def plan_meshes(dose: Volume, prescription_gy: float) -> list[dict]:
-    """Isodose surfaces of one plan at :data:`ISODOSE_FRACTIONS` of the prescription."""
+    """Isodose surfaces of one plan at :data:`ISODOSE_FRACTIONS` of the prescription.
+
+    A level at or within 0.1 % of the dose maximum is left out (its surface
+    would shrink to a point).
+    """
     out = []
+    top = float(np.max(dose.array))
     for fraction in ISODOSE_FRACTIONS:
+        if fraction * prescription_gy >= 0.999 * top:  # at the maximum: no surface to draw
+            continue
         entry = mesh_entry(isodose_surface(dose, fraction * prescription_gy))
         if entry is not None:
             out.append(
