@@ -53,6 +53,7 @@ bench: $(STAMP) mesa-egl chromium
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lattice_plan tests benchmarks examples
 	$(VENV)/bin/ruff format --check lattice_plan tests benchmarks examples
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format lattice_plan tests benchmarks examples

@@ -34,8 +34,8 @@ from typing import Any
 
 from lattice_plan.cohort import CaseSource, Cohort, CohortTask
 from lattice_plan.errors import LatticePlanError
+from lattice_plan.files import atomic_output_path, prepare_output_dir
 from lattice_plan.geometry.patient import Patient
-from lattice_plan.io.atomic import atomic_output_path, prepare_output_dir
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,6 @@ import hashlib
 import itertools
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from typing import Any
 from lattice_plan import __version__
 from lattice_plan.errors import InputFileError, SpecError
 from lattice_plan.planning.plan import ARMS, spec_key_applies
+from lattice_plan.tables import read_toml_file
 
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SCALAR = (int, float, str, bool)
@@ -154,15 +154,7 @@ def _fail(path: Path, key: str, expected: str, got: Any = None) -> SpecError:
 
 def load_cohort(path: str | Path) -> Cohort:
     """Read and validate a cohort file; paths in it are relative to the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(
-            f"cohort file {str(path)!r} does not exist; give the path of a .toml cohort file"
-        )
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: not valid TOML ({exc}); fix the syntax") from exc
+    path, data = read_toml_file(path, "cohort file")
     known = {"name", "arms", "cases", "sweep", "settings"}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -45,6 +45,14 @@ class AnalysisError(LatticePlanError, ValueError):
     """A metric or analysis request that is malformed or cannot be evaluated."""
 
 
+class SamplingError(GeometryError, AnalysisError):
+    """Dose that cannot be sampled in a structure (unit, empty structure, outside the dose grid).
+
+    Raised by the geometry layer; it is also an :class:`AnalysisError`, as the
+    metrics that sample dose (DVH, QA) report it.
+    """
+
+
 class ProtocolError(LatticePlanError, ValueError):
     """A protocol (dose-constraint set) that is malformed or does not fit the plan."""
 

@@ -21,9 +21,9 @@ from lattice_plan.analysis.dvh import DVH, evaluate_metric
 from lattice_plan.analysis.metric_strings import parse_metric
 from lattice_plan.analysis.radiobiology import default_alpha_beta_gy
 from lattice_plan.errors import AnalysisError
+from lattice_plan.files import atomic_output_path
 from lattice_plan.geometry.structure import Structure, StructureKind
 from lattice_plan.geometry.volume import Volume
-from lattice_plan.io.atomic import atomic_output_path
 
 TARGET_METRICS: tuple[str, ...] = (
     "Dmean",

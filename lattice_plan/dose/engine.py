@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -34,6 +33,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import fft as sfft
 
+from lattice_plan.cache import BoundedCache
 from lattice_plan.dose.beam import Beam, FluenceMap
 from lattice_plan.dose.fluence import (
     MapGrid,
@@ -59,9 +59,18 @@ from lattice_plan.kernels.superposition import gather_beam, scatter_beam
 log = logging.getLogger(__name__)
 
 _GEOMETRY_CACHE_BYTES = 768 * 1024**2
+
+
 # Kernel spectra by (kernel, FFT size): beams of one plan share kernels and mostly sizes.
-_SPECTRUM_CACHE: OrderedDict[tuple, tuple] = OrderedDict()
-_SPECTRUM_CACHE_BYTES = 256 * 1024**2
+def _spectra_nbytes(hit: tuple) -> int:
+    return hit[1].nbytes + hit[2].nbytes
+
+
+_SPECTRUM_CACHE: BoundedCache[tuple] = BoundedCache(max_bytes=256 * 1024**2, nbytes=_spectra_nbytes)
+
+
+def _geometry_nbytes(geom: PointGeometry) -> int:
+    return geom.nbytes
 
 
 @dataclass(frozen=True, eq=False)
@@ -241,7 +250,9 @@ class DoseEngine:
         self._step_mm = float(min(grid.spacing_mm))
         self._points: NDArray[np.float64] | None = None
         self._points_box: NDArray[np.float64] | None = None
-        self._geometry_cache: OrderedDict[tuple, PointGeometry] = OrderedDict()
+        self._geometry_cache: BoundedCache[PointGeometry] = BoundedCache(
+            max_bytes=_GEOMETRY_CACHE_BYTES, nbytes=_geometry_nbytes
+        )
 
     # ------------------------------------------------------------------ properties
     @property
@@ -349,15 +360,9 @@ class DoseEngine:
         )
         hit = self._geometry_cache.get(key)
         if hit is not None:
-            self._geometry_cache.move_to_end(key)
             return hit
         geom = self.point_geometry(beam, self._voxel_points())
-        self._geometry_cache[key] = geom
-        while (
-            len(self._geometry_cache) > 1
-            and sum(g.nbytes for g in self._geometry_cache.values()) > _GEOMETRY_CACHE_BYTES
-        ):
-            self._geometry_cache.popitem(last=False)
+        self._geometry_cache.put(key, geom)
         return geom
 
     def _map_grids(
@@ -712,14 +717,7 @@ class _Convolver:
         hit = _SPECTRUM_CACHE.get(key)
         if hit is None or hit[0] is not kernel:  # the kernel is kept, so its id is not reused
             hit = (kernel, sfft.rfft2(kernel, size), sfft.rfft2(kernel[::-1, ::-1], size))
-            _SPECTRUM_CACHE[key] = hit
-            while len(_SPECTRUM_CACHE) > 1 and (
-                sum(v[1].nbytes + v[2].nbytes for v in _SPECTRUM_CACHE.values())
-                > _SPECTRUM_CACHE_BYTES
-            ):
-                _SPECTRUM_CACHE.popitem(last=False)
-        else:
-            _SPECTRUM_CACHE.move_to_end(key)
+            _SPECTRUM_CACHE.put(key, hit)
         return (size, hit[1], hit[2], ky // 2, kx // 2, shape)
 
     @staticmethod

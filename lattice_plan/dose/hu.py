@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from lattice_plan.errors import DoseError
-from lattice_plan.io.two_column_csv import read_two_column_csv
+from lattice_plan.files import read_two_column_csv
 
 # Default calibration: a typical 120 kVp CT scanned with a CIRS 062M electron-density
 # phantom (insert RED from the CIRS data sheet: lung inhale 0.19, lung exhale 0.49,

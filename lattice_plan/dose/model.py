@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import signal, special
 
+from lattice_plan.cache import BoundedCache
 from lattice_plan.errors import DoseError, InputFileError
 
 KERNEL_TYPES = ("gaussian", "exponential")
@@ -220,7 +221,7 @@ class BeamModel:
 
     def to_json(self, path: str | Path) -> None:
         """Write the model as JSON (atomically)."""
-        from lattice_plan.io.atomic import atomic_output_path
+        from lattice_plan.files import atomic_output_path
 
         with atomic_output_path(Path(path)) as tmp:
             Path(tmp).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -260,9 +261,7 @@ class BeamModel:
         if hit is not None and hit[0] is self:
             return hit[1]
         kernels = _build_map_kernels(self, key[1])
-        if len(_KERNEL_CACHE) > 64:
-            _KERNEL_CACHE.clear()
-        _KERNEL_CACHE[key] = (self, kernels)
+        _KERNEL_CACHE.put(key, (self, kernels))
         return kernels
 
 
@@ -322,7 +321,8 @@ def _exponential_2d(
     return k
 
 
-_KERNEL_CACHE: dict[tuple, tuple[BeamModel, MapKernels]] = {}
+# Kernels by (model id, scales); the model is kept with them, so its id is not reused.
+_KERNEL_CACHE: BoundedCache[tuple[BeamModel, MapKernels]] = BoundedCache(max_entries=64)
 
 
 def _on_fine_grid(model: BeamModel, comp: LateralComponent) -> bool:

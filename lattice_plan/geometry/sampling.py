@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from lattice_plan.errors import AnalysisError
+from lattice_plan.errors import SamplingError
 from lattice_plan.geometry.structure import Structure, mask_bounding_box_kji
 from lattice_plan.geometry.volume import Volume
 
@@ -112,20 +112,20 @@ def sample_dose(
 ) -> DoseSamples:
     """Sample ``dose`` (Gy) inside ``structure`` at sub-voxel centres (see the module docstring).
 
-    A structure reaching outside the dose grid raises AnalysisError that reports
+    A structure reaching outside the dose grid raises SamplingError (an AnalysisError) that reports
     the uncovered volume, unless ``allow_partial`` is True: then only the
     covered part is sampled (and a warning is logged). Sub-voxel points within
     half a dose voxel of the outermost voxel centres count as covered.
     """
     if dose.unit != "Gy":
-        raise AnalysisError(f"DVH needs a dose Volume in Gy, got unit {dose.unit!r}")
+        raise SamplingError(f"DVH needs a dose Volume in Gy, got unit {dose.unit!r}")
     if structure.is_empty:
-        raise AnalysisError(
+        raise SamplingError(
             f"structure {structure.name!r} is empty (no voxels); a DVH needs at least one voxel"
         )
     s = _auto_subdivisions(structure.n_voxels) if subdivisions is None else int(subdivisions)
     if s < 1 or s > 16:
-        raise AnalysisError(f"subdivisions must be 1-16 per axis, got {subdivisions!r}")
+        raise SamplingError(f"subdivisions must be 1-16 per axis, got {subdivisions!r}")
     weight_cc = structure.grid.voxel_volume_cc / s**3
     total_cc = structure.volume_cc
     dose_arr = dose.array
@@ -172,12 +172,12 @@ def sample_dose(
             f"({100.0 * outside_cc / total_cc:.1f} %) lies outside the dose grid"
         )
         if n_in == 0:
-            raise AnalysisError(
+            raise SamplingError(
                 f"{msg}; it does not overlap the dose grid at all: check that dose and structure "
                 "share a frame of reference"
             )
         if not allow_partial:
-            raise AnalysisError(
+            raise SamplingError(
                 f"{msg}; extend the dose grid, or pass allow_partial=True to compute on the "
                 f"covered {covered_cc:.3g} cc only"
             )

@@ -1,4 +1,7 @@
-"""Input and output: DICOM CT, RTSTRUCT, RTDOSE, RTPLAN; vertex tables; plan specs; atomic writes.
+"""Input and output: DICOM CT, RTSTRUCT, RTDOSE, RTPLAN; vertex tables; fluence files.
+
+Atomic writes and two-column CSV live in the base module :mod:`lattice_plan.files`
+(``io.atomic`` and ``io.two_column_csv`` re-export them).
 
 DICOM modules (import from the submodule):
 
@@ -10,6 +13,20 @@ DICOM modules (import from the submodule):
   ``write_rtdose``.
 - ``io.rtplan``: ``read_rtplan``, ``write_rtplan``; ``io.fluence_text``: optimal-fluence files.
 - ``io.listing``: ``list_dicom_folder`` (what a folder holds and what references what).
-- ``io.rtutils_compat``: rt-utils 1.2.7 used around its known faults.
+- ``io.rtutils_compat``: rt-utils 1.2.7 used around its known faults (tests only: rt-utils
+  and OpenCV come with the test extra, ``pip install lattice-plan[test]``).
 - ``io.dicom_common``: ``DicomIdentity``, ``DicomWarning``, ``read_dataset``, ``format_ds``.
 """
+
+__all__ = [
+    "atomic",
+    "ct",
+    "dicom_common",
+    "fluence_text",
+    "listing",
+    "rtdose",
+    "rtplan",
+    "rtstruct",
+    "two_column_csv",
+    "vertex_table",
+]

@@ -26,11 +26,11 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from lattice_plan.errors import DicomError, InputFileError
+from lattice_plan.files import prepare_output_dir
 from lattice_plan.geometry.grid import PATIENT_POSITIONS, Grid
 from lattice_plan.geometry.patient import Patient
 from lattice_plan.geometry.structure import StructureSet
 from lattice_plan.geometry.volume import Volume
-from lattice_plan.io.atomic import prepare_output_dir
 from lattice_plan.io.dicom_common import (
     CT_IMAGE_STORAGE,
     DicomIdentity,

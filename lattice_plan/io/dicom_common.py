@@ -30,7 +30,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, gene
 
 from lattice_plan import __version__
 from lattice_plan.errors import DicomError, InputFileError, LatticePlanError
-from lattice_plan.io.atomic import atomic_output_path
+from lattice_plan.files import atomic_output_path
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from lattice_plan.dose.beam import FluenceMap
 from lattice_plan.errors import DicomError, InputFileError
-from lattice_plan.io.atomic import atomic_output_path
+from lattice_plan.files import atomic_output_path
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from pydicom.uid import generate_uid
 
 from lattice_plan.dose.beam import MLC, Beam, Jaws
 from lattice_plan.errors import DicomError, DoseError
-from lattice_plan.io.atomic import safe_file_part
+from lattice_plan.files import safe_file_part
 from lattice_plan.io.dicom_common import (
     RT_PLAN_STORAGE,
     RT_STRUCTURE_SET_STORAGE,

@@ -22,8 +22,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from lattice_plan.errors import InputFileError, SpecError
+from lattice_plan.files import atomic_output_path
 from lattice_plan.geometry.lattice import LatticeResult
-from lattice_plan.io.atomic import atomic_output_path
 
 COLUMNS: tuple[str, ...] = ("index", "x_lps_mm", "y_lps_mm", "z_lps_mm", "diameter_mm")
 JSON_FORMAT = "lattice_plan.vertex_table"

@@ -3,3 +3,5 @@
 Nothing here imports from the rest of the package; validation and unit/frame
 conversion happen in the wrappers that call these kernels.
 """
+
+__all__ = ["gamma", "interpolation", "raytrace", "superposition"]

@@ -10,6 +10,24 @@ from typing import Any
 
 _SPEC_API = ("load_spec", "parse_spec", "plan_from_spec", "plan_patient")
 
+__all__ = [
+    *_SPEC_API,
+    "apertures",
+    "beams",
+    "crt",
+    "inverse",
+    "layout",
+    "objectives",
+    "optimizer",
+    "plan",
+    "prescription",
+    "scart",
+    "sfrt",
+    "spec",
+    "spec_model",
+    "spec_parse",
+]
+
 
 def __getattr__(name: str) -> Any:
     if name in _SPEC_API:

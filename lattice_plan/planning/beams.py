@@ -24,7 +24,7 @@ from lattice_plan.errors import DoseError, PlanningError
 from lattice_plan.geometry.iec import source_position_lps_mm
 from lattice_plan.geometry.structure import Structure
 from lattice_plan.planning.apertures import project_structure
-from lattice_plan.planning.optimizer import FluenceLayout
+from lattice_plan.planning.layout import FluenceLayout
 
 BEAMLET_SIZES_MM = (2.5, 5.0)
 DEFAULT_FLUENCE_MARGIN_MM = 5.0

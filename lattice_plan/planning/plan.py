@@ -45,12 +45,13 @@ ARMS: tuple[str, ...] = ("SFRT", "SCART", "CRT")
 
 #: Plan-spec tables that configure some arms only (``lattice.spacing_mm`` means nothing
 #: to a CRT plan); every other table applies to all arms. Kept here, beside Arm and away
-#: from the dose engine, so that reading a cohort file stays light.
+#: from the dose engine, so that reading a cohort file stays light; plan specs use it too.
 ARM_ONLY_SPEC_TABLES: dict[str, tuple[str, ...]] = {
     "lattice": ("SFRT",),
     "scart": ("SCART",),
     "crt": ("CRT",),
     "optimiser": ("SFRT", "SCART"),
+    "objectives": ("SFRT", "SCART"),
 }
 
 

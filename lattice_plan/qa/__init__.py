@@ -5,6 +5,9 @@ protocol = load_builtin_protocol()          # an editable template; see builtin_
 result = check(dose, structures, protocol, "SFRT")
 print(result)                               # table and verdict
 result.write_csv("qa.csv")
+
+``Arm``, ``Prescription`` and ``Quantity`` are aliases of ``ProtocolArm``,
+``ProtocolPrescription`` and ``ConstraintQuantity`` (named apart from the planning classes).
 """
 
 from lattice_plan.qa.builtin import (
@@ -20,9 +23,12 @@ from lattice_plan.qa.protocol import (
     Arm,
     Comparison,
     Constraint,
+    ConstraintQuantity,
     Outcome,
     Prescription,
     Protocol,
+    ProtocolArm,
+    ProtocolPrescription,
     Quantity,
     StructureSpec,
     load_protocol,
@@ -35,10 +41,13 @@ __all__ = [
     "CheckResult",
     "Comparison",
     "Constraint",
+    "ConstraintQuantity",
     "ConstraintResult",
     "Outcome",
     "Prescription",
     "Protocol",
+    "ProtocolArm",
+    "ProtocolPrescription",
     "Quantity",
     "StructureSpec",
     "Verdict",

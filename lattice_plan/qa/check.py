@@ -36,15 +36,15 @@ from lattice_plan.analysis.dvh import DVH, evaluate_metric
 from lattice_plan.analysis.metric_strings import MetricSpec
 from lattice_plan.analysis.sfrt import evaluate_pvdr
 from lattice_plan.errors import AnalysisError, ProtocolError
+from lattice_plan.files import atomic_output_path
 from lattice_plan.geometry.morphology import connected_components
 from lattice_plan.geometry.morphology import union as union_of
 from lattice_plan.geometry.structure import Structure, StructureSet
 from lattice_plan.geometry.volume import Volume
-from lattice_plan.io.atomic import atomic_output_path
 from lattice_plan.planning.plan import Plan
 from lattice_plan.qa import _metrics
 from lattice_plan.qa.matching import match_structure
-from lattice_plan.qa.protocol import Arm, Constraint, Outcome, Protocol
+from lattice_plan.qa.protocol_model import Constraint, Outcome, Protocol, ProtocolArm
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ def check(
     plan_or_dose: Plan | Volume,
     structures: StructureSet | None,
     protocol: Protocol,
-    arm: str | Arm,
+    arm: str | ProtocolArm,
     *,
     fractions: int | None = None,
     plan_name: str = "",
@@ -342,7 +342,7 @@ def check(
         raise ProtocolError(f"check needs a dose in Gy, got a Volume in {dose.unit!r}")
     if not isinstance(structures, StructureSet):
         raise ProtocolError(f"check needs the plan's StructureSet, got {type(structures).__name__}")
-    arm_obj = arm if isinstance(arm, Arm) else protocol.arm(arm)
+    arm_obj = arm if isinstance(arm, ProtocolArm) else protocol.arm(arm)
     if fractions is None:
         fractions = arm_obj.fractions
     if isinstance(fractions, bool) or int(fractions) != fractions or fractions < 1:
@@ -400,7 +400,7 @@ class _Evaluator:
 
     def __init__(
         self,
-        arm: Arm,
+        arm: ProtocolArm,
         dose: Volume,
         resolver: _StructureResolver,
         outside_grid: Mapping[str, str],

@@ -22,7 +22,7 @@ from lattice_plan.geometry.volume import Volume
 from lattice_plan.io.dicom_common import read_dataset
 from lattice_plan.io.rtdose import load_rtdose
 from lattice_plan.io.rtplan import read_rtplan
-from lattice_plan.io.rtstruct import _contour_points, _roi_table, read_rtstruct, structure_name
+from lattice_plan.io.rtstruct import contour_points, read_rtstruct, roi_table, structure_name
 from lattice_plan.qa.check import CheckResult, check
 from lattice_plan.qa.protocol import Arm, Protocol
 
@@ -117,11 +117,11 @@ def rois_outside_grid(rtstruct_path: str | os.PathLike[str], grid: Grid) -> dict
     used: set[str] = set()
     # The same table, names and contour parsing as read_rtstruct, so the keys are the
     # names of the structures it returns.
-    for info, contours in _roi_table(ds):
+    for info, contours in roi_table(ds):
         if info.skip_reason:
             continue
         name = structure_name(info, used)
-        pts = np.concatenate([_contour_points(c, name) for c in contours])
+        pts = np.concatenate([contour_points(c, name) for c in contours])
         outside = int(np.count_nonzero(~grid.contains_lps(pts)))
         if outside:
             out[name] = (

@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 import lattice_plan
 from lattice_plan.errors import InputFileError, VisualizationError
-from lattice_plan.io.atomic import atomic_output_path
+from lattice_plan.files import atomic_output_path
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ImageLike = Figure | NDArray | bytes | str | os.PathLike

@@ -30,11 +30,11 @@ from vtkmodules.vtkIOXML import vtkXMLImageDataWriter, vtkXMLPolyDataWriter
 
 from lattice_plan.dose.beam import Beam
 from lattice_plan.errors import GeometryError, VisualizationError
+from lattice_plan.files import atomic_output_path, prepare_output_dir, safe_file_part
 from lattice_plan.geometry.grid import Grid
 from lattice_plan.geometry.iec import source_position_lps_mm
 from lattice_plan.geometry.structure import Structure, StructureKind, StructureSet
 from lattice_plan.geometry.volume import Volume
-from lattice_plan.io.atomic import atomic_output_path, prepare_output_dir, safe_file_part
 
 logger = logging.getLogger(__name__)
 

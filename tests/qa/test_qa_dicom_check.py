@@ -225,14 +225,14 @@ def test_contour_data_parsed_raw_or_converted_alike():
     from pydicom.dataset import Dataset
 
     # rois_outside_grid parses contours with the RTSTRUCT reader's own parser.
-    from lattice_plan.io.rtstruct import _contour_points
+    from lattice_plan.io.rtstruct import contour_points
 
     item = Dataset()
     item.ContourData = [1.5, -2.25, 3.0, 4.0, 5.0, 6.0]  # a converted (not raw) element
-    assert _contour_points(item, "T").tolist() == [[1.5, -2.25, 3.0], [4.0, 5.0, 6.0]]
+    assert contour_points(item, "T").tolist() == [[1.5, -2.25, 3.0], [4.0, 5.0, 6.0]]
     item.ContourData = [1.0, 2.0]
     with pytest.raises(DicomError, match="2 coordinates"):
-        _contour_points(item, "T")
+        contour_points(item, "T")
 
 
 def test_outside_grid_rois_are_named_as_the_reader_names_them(tmp_path):

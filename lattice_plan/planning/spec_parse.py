@@ -1,0 +1,219 @@
+"""Reading plan specs: a TOML file or mapping to a validated :class:`PlanSpec`.
+
+The file format is described in :mod:`lattice_plan.planning.spec`; the
+messages name the file, the [table] and key, and the value expected.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from lattice_plan.errors import LatticePlanError, SpecError
+from lattice_plan.geometry.lattice import LatticeParameters
+from lattice_plan.planning import objectives as obj_module
+from lattice_plan.planning.beams import BEAMLET_SIZES_MM
+from lattice_plan.planning.plan import Arm
+from lattice_plan.planning.scart import ScartParameters
+from lattice_plan.planning.spec_model import (
+    _TABLES_BY_ARM,
+    _TOP_LEVEL,
+    OBJECTIVE_TYPES,
+    BeamSpec,
+    PlanSpec,
+    PrescriptionSpec,
+)
+from lattice_plan.tables import TomlTable, dataclass_from_table, read_toml_file
+
+
+def _parse_prescription(t: TomlTable) -> PrescriptionSpec:
+    fractions = t.integer("fractions")
+    if t.has("dose_gy") == t.has("dose_per_fraction_gy"):
+        raise SpecError(
+            f"{t.source}: [{t.path}] needs exactly one of 'dose_gy' (whole course) and "
+            "'dose_per_fraction_gy'"
+        )
+    if t.has("dose_gy"):
+        per_fraction = t.number("dose_gy", positive=True) / fractions
+    else:
+        per_fraction = t.number("dose_per_fraction_gy", positive=True)
+    target = t.string("target", None)
+    method = t.string("method", None)
+    point = t.numbers("reference_point_lps_mm", None)
+    if point is not None and len(point) != 3:
+        raise t.fail("reference_point_lps_mm", "three numbers (x, y, z in mm)", list(point))
+    t.finish()
+    spec = PrescriptionSpec(per_fraction, fractions, target, method, point)
+    try:
+        spec.for_arm(Arm.CRT)  # validates dose, fractions and method (target is a placeholder)
+    except LatticePlanError as exc:
+        raise SpecError(f"{t.source}: [{t.path}]: {exc}") from exc
+    return spec
+
+
+def _parse_beams(t: TomlTable, arm: Arm) -> BeamSpec:
+    if arm is Arm.CRT:
+        for key in ("count", "arc_deg", "beamlet_mm"):
+            if t.has(key):
+                raise t.fail(
+                    key, "no such key in a CRT spec (give gantry_deg and weights)", t.raw(key)
+                )
+        gantry = t.numbers("gantry_deg", None)
+        weights = t.numbers("weights", None, non_negative=True)
+        if weights is not None:
+            if gantry is None:
+                raise t.fail("weights", "gantry_deg as well (one weight per gantry angle)")
+            if len(weights) != len(gantry):
+                raise t.fail(
+                    "weights", f"{len(gantry)} weights, one per gantry angle", list(weights)
+                )
+            if sum(weights) <= 0:
+                raise t.fail("weights", "at least one positive weight", list(weights))
+        t.finish()
+        return BeamSpec(gantry_deg=gantry, weights=weights)
+    for key in ("gantry_deg", "weights"):
+        if t.has(key):
+            raise t.fail(
+                key,
+                f"no such key in a {arm.value} spec (give count, arc_deg, beamlet_mm)",
+                t.raw(key),
+            )
+    count = t.integer("count", None, minimum=1)
+    arc = t.number("arc_deg", None, positive=True)
+    if arc is not None and arc > 360:
+        raise t.fail("arc_deg", "an arc of at most 360 degrees", arc)
+    if arc is not None and arc < 360 and count == 1:
+        raise t.fail("count", "at least 2 beams to approximate an arc", count)
+    beamlet = t.number("beamlet_mm", None, positive=True)
+    if beamlet is not None and beamlet not in BEAMLET_SIZES_MM:
+        sizes = " or ".join(f"{b:g}" for b in BEAMLET_SIZES_MM)
+        raise t.fail("beamlet_mm", f"{sizes} (mm)", beamlet)
+    t.finish()
+    return BeamSpec(count=count, arc_deg=arc, beamlet_mm=beamlet)
+
+
+def _parse_objective(t: TomlTable) -> obj_module.Objective:
+    kind = t.string("type")
+    cls = OBJECTIVE_TYPES.get(kind)
+    if cls is None:
+        raise t.fail("type", f"one of {', '.join(OBJECTIVE_TYPES)}", kind)
+    return dataclass_from_table(cls, t)
+
+
+def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> PlanSpec:
+    """A :class:`PlanSpec` from the parsed TOML ``data``; ``source`` names the file in messages."""
+    if not isinstance(data, Mapping):
+        raise SpecError(
+            f"{source}: a plan spec is a TOML document (a table), got {type(data).__name__}"
+        )
+    extra = sorted(set(data) - set(_TOP_LEVEL))
+    if extra:
+        raise SpecError(
+            f"{source}: unknown table(s) {', '.join(map(repr, extra))}; valid tables: "
+            f"{', '.join(_TOP_LEVEL)}"
+        )
+    plan_t = TomlTable(data.get("plan", {}), "plan", source)
+    arm_name = plan_t.string("arm")
+    try:
+        arm = Arm.parse(arm_name)
+    except LatticePlanError:
+        raise plan_t.fail("arm", "one of CRT, SFRT, SCART", arm_name) from None
+    name = plan_t.string("name", arm.value)
+    description = plan_t.string("description", "", allow_empty=True)
+    plan_t.finish()
+    for table, arms in _TABLES_BY_ARM.items():
+        if table in data and arm not in arms:
+            raise SpecError(
+                f"{source}: [{table}] applies to {' and '.join(a.value for a in arms)} plans, "
+                f"not to this {arm.value} plan; remove it or change [plan] arm"
+            )
+
+    st = TomlTable(data.get("structures", {}), "structures", source)
+    gtv = st.string("gtv", "GTV")
+    oars = st.strings("oars", None)
+    st.finish()
+
+    rx = (
+        _parse_prescription(TomlTable(data["prescription"], "prescription", source))
+        if "prescription" in data
+        else None
+    )
+    beams = _parse_beams(TomlTable(data.get("beams", {}), "beams", source), arm)
+
+    dose_t = TomlTable(data.get("dose", {}), "dose", source)
+    dose_spacing = dose_t.number("spacing_mm", None, positive=True)
+    dose_t.finish()
+
+    ptv_margin = penumbra = None
+    if "crt" in data:
+        ct = TomlTable(data["crt"], "crt", source)
+        ptv_margin = ct.number("ptv_margin_mm", None, minimum=0.0)
+        penumbra = ct.number("penumbra_margin_mm", None, minimum=0.0)
+        ct.finish()
+
+    max_iterations = None
+    if "optimiser" in data:
+        ot = TomlTable(data["optimiser"], "optimiser", source)
+        max_iterations = ot.integer("max_iterations", None, minimum=1)
+        ot.finish()
+
+    objectives = None
+    if "objectives" in data:
+        raw = data["objectives"]
+        if not isinstance(raw, list) or not raw:
+            raise SpecError(
+                f"{source}: objectives must be one or more [[objectives]] tables, got {raw!r}"
+            )
+        objectives = tuple(
+            _parse_objective(TomlTable(item, f"objectives #{n + 1}", source))
+            for n, item in enumerate(raw)
+        )
+        try:
+            obj_module.check_objectives(objectives)
+        except LatticePlanError as exc:
+            raise SpecError(f"{source}: [[objectives]]: {exc}") from exc
+
+    lattice = core = None
+    if "lattice" in data:
+        lattice = dataclass_from_table(
+            LatticeParameters, TomlTable(data["lattice"], "lattice", source)
+        )
+    if "scart" in data:
+        core = dataclass_from_table(ScartParameters, TomlTable(data["scart"], "scart", source))
+
+    return PlanSpec(
+        name=name,
+        arm=arm,
+        gtv=gtv,
+        oars=oars,
+        prescription=rx,
+        ptv_margin_mm=ptv_margin,
+        penumbra_margin_mm=penumbra,
+        beams=beams,
+        lattice=lattice,
+        core=core,
+        objectives=objectives,
+        dose_spacing_mm=dose_spacing,
+        max_iterations=max_iterations,
+        description=description,
+        source=source,
+    )
+
+
+def load_spec(path: str | os.PathLike[str]) -> PlanSpec:
+    """Read and validate a plan-spec TOML file."""
+    p, data = read_toml_file(path, "plan spec")
+    return parse_spec(data, source=str(p))
+
+
+def _as_spec(spec: PlanSpec | str | os.PathLike[str] | Mapping[str, Any]) -> PlanSpec:
+    if isinstance(spec, PlanSpec):
+        return spec
+    if isinstance(spec, str | os.PathLike):
+        return load_spec(spec)
+    if isinstance(spec, Mapping):
+        return parse_spec(spec)
+    raise SpecError(
+        f"a plan spec is a PlanSpec, a TOML file path or a parsed mapping, got {type(spec).__name__}"
+    )
