@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from lattice_plan.errors import VisualizationError
-from lattice_plan.io.atomic import atomic_output_path
+from lattice_plan.files import atomic_output_path
 
 _ASSETS = resources.files("lattice_plan.viz.viewer") / "assets"
 
