@@ -191,3 +191,30 @@ def test_the_difference_view_and_the_3d_view_draw(page):
     n_gl = driver.execute_script("return document.querySelectorAll('#lpv-3d canvas').length;")
     assert n_gl > 0
     assert _severe(driver) == []
+
+
+def test_the_dvh_switches_to_eqd2_and_a_click_links_the_planes(page):
+    driver, _, _ = page
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import Select
+
+    payload = page_payload(page)
+    first = next(p for p in payload["plans"] if p["dvh"])["dvh"][0]
+    Select(driver.find_element("id", "lpv-dvh-quantity")).select_by_value("eqd2_gy")
+    shown = driver.execute_script(
+        "return Array.from(document.getElementById('lpv-dvh').data[0].x);"
+    )
+    np.testing.assert_allclose(shown, first["eqd2_gy"])
+    Select(driver.find_element("id", "lpv-dvh-quantity")).select_by_value("dose_gy")
+    # A click on the axial view moves the coronal and sagittal planes to the clicked voxel.
+    canvas = driver.find_element("css selector", ".lpv-view[data-view=axial] canvas")
+    width, height = canvas.size["width"], canvas.size["height"]
+    ActionChains(driver).move_to_element_with_offset(
+        canvas, -width // 4, -height // 4
+    ).click().perform()
+    i, j = driver.execute_script("return [lpViewer.state.slice.i, lpViewer.state.slice.j];")
+    ni, nj = payload["ct"]["shape"][2], payload["ct"]["shape"][1]
+    # The offset is a quarter of the view left of and above its centre (HFS: i and j not flipped).
+    assert i == pytest.approx(ni / 4, abs=1.5) and j == pytest.approx(nj / 4, abs=1.5)
+    caption = driver.find_element("css selector", ".lpv-view[data-view=sagittal] figcaption").text
+    assert caption.startswith(f"sagittal {i + 1}/{ni}")
