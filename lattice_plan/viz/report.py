@@ -222,7 +222,10 @@ def render_report_html(
     if viewer is not None:
         from lattice_plan.viz.viewer import viewer_section_html
 
-        parts += ["<h2>Interactive viewer</h2>", viewer_section_html(dict(viewer))]
+        parts += [
+            '<h2 class="lpv-heading">Interactive viewer</h2>',
+            viewer_section_html(dict(viewer)),
+        ]
     parts += ["<h2>Plan comparison</h2>", comparison_table_html(comparison, plans, reference_plan)]
     if qa:
         parts.append("<h2>Protocol QA</h2>")

@@ -266,6 +266,11 @@
         setSlice(view.name, state.slice[view.fixed] + (e.deltaY > 0 ? 1 : -1));
       }, { passive: false });
       view.slider.addEventListener("input", () => setSlice(view.name, Number(view.slider.value)));
+      view.canvas.tabIndex = 0;  // arrow keys / Page Up-Down step through the slices
+      view.canvas.addEventListener("keydown", (e) => {
+        const step = { ArrowUp: 1, ArrowRight: 1, PageUp: 5, ArrowDown: -1, ArrowLeft: -1, PageDown: -5 }[e.key];
+        if (step) { e.preventDefault(); setSlice(view.name, state.slice[view.fixed] + step); }
+      });
     }
     function setSlice(name, value) {
       const view = views[name];
