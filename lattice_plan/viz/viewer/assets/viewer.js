@@ -191,6 +191,7 @@
       const rx = state.plan.prescription_gy, thr = (state.threshold / 100) * rx;
       const img = view.off.getContext("2d").createImageData(view.w, view.h), px = img.data;
       const top = ref ? Math.max(state.plan.max, reference.max) * 0.5 : Math.max(state.plan.max, thr + 1e-6);
+      washLegend(ref ? -top : thr, top, ref ? DIVERGING : JET);
       for (let m = 0; m < ctv.length; m++) {
         const g = Math.max(0, Math.min(255, ((ctv[m] - lo) / width) * 255));
         let r = g, gr = g, b = g;
@@ -234,6 +235,10 @@
       view.caption.textContent = `${view.name} ${state.slice[view.fixed] + 1}/${N[view.fixed]} (${"xyz"["ijk".indexOf(view.fixed)]} = ${mm.toFixed(1)} mm)`;
     }
     const drawAll = () => { for (const v of Object.values(views)) draw(v); };
+    function washLegend(lo, hi, stops) {  // the wash's colour scale, e.g. "3.0 Gy [gradient] 20.1 Gy"
+      const css = stops.map((c) => `rgb(${c.map((v) => Math.round(255 * v)).join(",")})`).join(",");
+      $("lpv-wash-legend").innerHTML = `${lo.toFixed(1)} Gy <span class="lpv-gradient" style="background:linear-gradient(to right,${css})"></span> ${hi.toFixed(1)} Gy`;
+    }
 
     function readout(view, event) {
       const rect = view.canvas.getBoundingClientRect();
