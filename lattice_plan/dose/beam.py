@@ -117,11 +117,17 @@ class FluenceMap:
     values: [ny, nx] non-negative; row index runs along +Y_b, column along +X_b.
     beamlet_mm: beamlet edge length at the isocentre.
     origin_bld_mm: (x, y) centre of beamlet [0, 0] in the BLD frame at the isocentre plane.
+    delivered: False for an optimiser's ideal map (the engine adds the leaf
+    transmission of a sliding-window delivery, :func:`lattice_plan.dose.fluence.delivered_map`);
+    True for a map that already is the delivered fluence (leaf and jaw
+    transmission, leaf ends and tongue-and-groove included, as integrated from
+    control points by :mod:`lattice_plan.dose.delivery`): painted as it is.
     """
 
     values: NDArray[np.float64]
     beamlet_mm: float
     origin_bld_mm: tuple[float, float]
+    delivered: bool = False
 
     def __post_init__(self) -> None:
         v = np.array(self.values, dtype=float)
@@ -166,7 +172,7 @@ class FluenceMap:
             raise DoseError(
                 f"new fluence values must have shape {self.values.shape}, got {v.shape}"
             )
-        return FluenceMap(v, self.beamlet_mm, self.origin_bld_mm)
+        return FluenceMap(v, self.beamlet_mm, self.origin_bld_mm, self.delivered)
 
 
 @dataclass(frozen=True, eq=False)

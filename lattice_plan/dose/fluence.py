@@ -145,13 +145,16 @@ def beam_fluence(beam: Beam, model: BeamModel, grid: MapGrid) -> NDArray[np.floa
 
     Aperture beams: jaws and MLC with their transmissions. Beams with a fluence
     map: the map as a sliding-window MLC delivers it, leaf transmission included
-    (:func:`delivered_map`), painted inside the jaws (and MLC), nothing outside
-    the jaws. Both are multiplied by the in-air off-axis ratio.
+    (:func:`delivered_map`; a map flagged ``delivered`` as it is), painted
+    inside the jaws (and MLC), nothing outside the jaws. Both are multiplied by
+    the in-air off-axis ratio.
     """
     factor = modulation_factor(beam, model, grid)
     if beam.fluence is not None:
-        oy, ox = paint_matrices(beam.fluence, grid)
-        return factor * (oy.T @ delivered_map(beam.fluence, model.mlc_transmission) @ ox)
+        fmap = beam.fluence
+        oy, ox = paint_matrices(fmap, grid)
+        v = fmap.values if fmap.delivered else delivered_map(fmap, model.mlc_transmission)
+        return factor * (oy.T @ v @ ox)
     jaw = jaw_opening(beam, grid)
     r = np.hypot(grid.x_mm()[None, :], grid.y_mm()[:, None])
     # leakage through the closed jaws, up to the largest field the jaws can open

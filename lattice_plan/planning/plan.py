@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from lattice_plan.dose.beam import Beam
+from lattice_plan.dose.control_points import ControlPointBeam
 from lattice_plan.errors import PlanningError
 from lattice_plan.geometry.sampling import sample_dose
 from lattice_plan.geometry.structure import StructureSet
@@ -52,6 +53,7 @@ ARM_ONLY_SPEC_TABLES: dict[str, tuple[str, ...]] = {
     "crt": ("CRT",),
     "optimiser": ("SFRT", "SCART"),
     "objectives": ("SFRT", "SCART"),
+    "delivery": ("SFRT", "SCART"),
 }
 
 
@@ -69,6 +71,9 @@ class Plan:
     the optimisation objectives used (empty for forward-planned CRT).
     ``info`` records how the plan was made (field arrangement chosen, optimiser
     iterations and stop reason, normalisation factor, ...).
+    ``delivery_beams`` are the control-point beams a machine delivers (after
+    leaf sequencing; MU per fraction); when given, ``dose`` is their dose and
+    ``ideal_dose`` the optimised fluence maps' dose, kept for comparison.
     """
 
     name: str
@@ -79,6 +84,8 @@ class Plan:
     dose: Volume | None = None
     objectives: tuple[Any, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)
+    delivery_beams: tuple[ControlPointBeam, ...] = ()
+    ideal_dose: Volume | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arm", Arm.parse(self.arm))
@@ -90,6 +97,11 @@ class Plan:
             raise PlanningError(f"plan {self.name!r}: beam names must be unique, got {names}")
         object.__setattr__(self, "beams", beams)
         object.__setattr__(self, "objectives", tuple(self.objectives))
+        object.__setattr__(self, "delivery_beams", tuple(self.delivery_beams))
+        if not all(isinstance(b, ControlPointBeam) for b in self.delivery_beams):
+            raise PlanningError(
+                f"plan {self.name!r}: delivery_beams must be ControlPointBeam objects"
+            )
         if self.dose is not None and self.dose.unit != "Gy":
             raise PlanningError(f"plan {self.name!r}: dose must be in Gy, got {self.dose.unit!r}")
         if self.prescription.method != "point" and self.prescription.target not in self.structures:
@@ -104,8 +116,9 @@ class Plan:
 
     @property
     def total_mu(self) -> float:
-        """Monitor units of one fraction, summed over the beams."""
-        return float(sum(b.mu for b in self.beams))
+        """Monitor units of one fraction, summed over the delivery beams (else the beams)."""
+        beams = self.delivery_beams or self.beams
+        return float(sum(b.mu for b in beams))
 
     def dose_per_fraction(self) -> Volume:
         """The dose of one fraction (Gy)."""
@@ -127,8 +140,18 @@ class Plan:
                 f"plan {self.name!r}: scale factor must be positive, got {factor!r}"
             )
         beams = tuple(b.with_mu(b.mu * factor) for b in self.beams)
-        dose = None if self.dose is None else Volume(self.dose.array * factor, self.dose.grid, "Gy")
-        return replace(self, beams=beams, dose=dose)
+        delivery = tuple(replace(b, mu=b.mu * factor) for b in self.delivery_beams)
+
+        def scale(v: Volume | None) -> Volume | None:
+            return None if v is None else Volume(v.array * factor, v.grid, "Gy")
+
+        return replace(
+            self,
+            beams=beams,
+            dose=scale(self.dose),
+            delivery_beams=delivery,
+            ideal_dose=scale(self.ideal_dose),
+        )
 
     def achieved_prescription_gy(self) -> float:
         """The prescription quantity (e.g. target D95%) of the current dose, Gy for the course.

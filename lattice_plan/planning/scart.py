@@ -30,6 +30,7 @@ from lattice_plan.geometry.lattice import ring_structure
 from lattice_plan.geometry.patient import Patient
 from lattice_plan.geometry.scart import SCART_METHODS, scart_core
 from lattice_plan.geometry.structure import Structure
+from lattice_plan.planning.deliverable import DeliverySpec
 from lattice_plan.planning.inverse import (
     add_structures,
     build_optimised_plan,
@@ -44,6 +45,7 @@ from lattice_plan.planning.objectives import (
     Objective,
     RingFallOff,
 )
+from lattice_plan.planning.optimizer import OptimizerOptions
 from lattice_plan.planning.plan import Arm, Plan
 from lattice_plan.planning.prescription import Prescription, prescription_from
 from lattice_plan.planning.sfrt import (
@@ -155,13 +157,16 @@ def build_scart_plan(
     dose_spacing_mm: float = 2.5,
     max_iterations: int = 200,
     progress: Callable[[int, float], None] | None = None,
+    delivery: DeliverySpec | None = None,
+    optimizer: OptimizerOptions | None = None,
     name: str = "SCART",
 ) -> Plan:
     """An optimised SCART plan of ``patient`` (see the module docstring).
 
     ``oars=None`` takes every OAR-kind structure; ``prescription`` defaults to
     15 Gy x 1 to the STV D95%; ``core`` to the dose-ratio STV (3 Gy edge over
-    the prescription's dose per fraction).
+    the prescription's dose per fraction). ``optimizer``: how the optimiser
+    runs (default: until the dose has settled, see :class:`OptimizerOptions`).
     """
     t0 = time.perf_counter()
     check_plan_options(n_beams, arc_deg, beamlet_mm, objectives)
@@ -205,7 +210,9 @@ def build_scart_plan(
         engine=engine,
         dose_spacing_mm=dose_spacing_mm,
         max_iterations=max_iterations,
+        delivery=delivery,
         progress=progress,
+        optimizer=optimizer,
         started_s=t0,
         info={
             "stv_method": params.method,
