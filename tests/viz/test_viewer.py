@@ -133,28 +133,48 @@ def test_the_report_holds_the_viewer_only_when_given():
     assert "<script" not in render_report_html("t", comparison)
 
 
+def _page_data(text: str) -> dict:
+    found = re.search(r'<script type="application/json" id="lpv-data">(.*?)</script>', text, re.S)
+    assert found, "the page holds the viewer's data"
+    return json.loads(found.group(1))
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("demo")
-def test_a_plan_folder_gives_every_plan_with_its_arm_fractions_and_prescription(demo_out):
-    from lattice_plan.viz.viewer import folder_payload
+def test_view_html_shows_every_plan_of_a_folder_with_its_arm_fractions_and_prescription(
+    demo_out, tmp_path, capsys
+):
+    from lattice_plan.cli import main
 
-    payload = folder_payload(demo_out)
+    target = tmp_path / "viewer.html"
+    assert main(["view", str(demo_out), "--html", str(target)]) == 0
+    assert f"wrote {target}" in capsys.readouterr().out
+    payload = _page_data(target.read_text(encoding="utf-8"))
     plans = {p["name"]: p for p in payload["plans"]}
     assert sorted(plans) == ["CRT", "SCART", "SFRT"]
     assert payload["reference_plan"] == "CRT"
-    # The demo's default prescriptions (workflow.DEFAULT_SPECS): 15 Gy x 1, 15 Gy x 1, 30 Gy / 10.
-    for name, arm, fractions, rx in (
-        ("SFRT", "SFRT", 1, 15.0),
-        ("SCART", "SCART", 1, 15.0),
-        ("CRT", "CRT", 10, 30.0),
-    ):
+    # The demo's default prescriptions (workflow DEFAULT_SPECS): 15 Gy x 1, 15 Gy x 1, 30 Gy / 10.
+    for name, fractions, rx in (("SFRT", 1, 15.0), ("SCART", 1, 15.0), ("CRT", 10, 30.0)):
         p = plans[name]
-        assert (p["arm"], p["fractions"]) == (arm, fractions)
+        assert (p["arm"], p["fractions"]) == (name, fractions)
         assert p["prescription_gy"] == pytest.approx(rx)
         assert p["beams"] and p["dvh"] and p["isodose_meshes"]
     names = {s["name"] for s in payload["structures"]}
     assert {"External", "GTV", "SpinalCanal"} <= names
     assert any(s["vertices_ijk"] for s in payload["structures"] if s["kind"] == "VERTEX")
+    # A folder without doses: exit 2 and one line naming the problem.
+    assert main(["view", str(tmp_path), "--html", str(tmp_path / "none.html")]) == 2
+    assert "holds no RTDOSE" in capsys.readouterr().err
+    assert not (tmp_path / "none.html").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("demo")
+def test_the_demo_report_holds_the_viewer_of_its_three_plans(demo_out):
+    payload = _page_data((demo_out / "report.html").read_text(encoding="utf-8"))
+    assert [p["name"] for p in payload["plans"]] == ["SFRT", "SCART", "CRT"]
+    assert payload["reference_plan"] == "CRT"
+    assert {"Vertices", "STV", "PTV"} <= {s["name"] for s in payload["structures"]}
 
 
 @pytest.mark.slow
