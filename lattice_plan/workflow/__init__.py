@@ -16,7 +16,9 @@ One job per module:
 - :mod:`~lattice_plan.workflow.run`: one arm's plan (:func:`plan_case`) and the
   whole job (:func:`run_case`);
 - :mod:`~lattice_plan.workflow.exported`: plans exported as DICOM from any system
-  (:func:`evaluate_dicom`) and the 3D scene of an output folder (:func:`plan_scene`).
+  (:func:`evaluate_dicom`) and the 3D scene of an output folder (:func:`plan_scene`);
+- :mod:`~lattice_plan.workflow.recalc`: the independent dose of any photon RTPLAN
+  on its CT (:func:`recalc_rtplan`), the secondary check of ``lattice-plan recalc``.
 
 The command line (``lattice-plan demo``, ``plan``, ``evaluate``, ...) and the
 cohort runner call these functions.
@@ -38,6 +40,7 @@ from lattice_plan.workflow.overrides import (
     resolve_spec,
     spec_to_mapping,
 )
+from lattice_plan.workflow.recalc import recalc_rtplan
 from lattice_plan.workflow.run import plan_case, run_case
 
 __all__ = [
@@ -59,6 +62,7 @@ __all__ = [
     "plan_case",
     "plan_scene",
     "protocol_arm_for",
+    "recalc_rtplan",
     "resolve_spec",
     "run_case",
     "spec_to_mapping",

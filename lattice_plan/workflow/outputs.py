@@ -39,6 +39,19 @@ log = logging.getLogger(__name__)
 COMPLETE_MARKER = ".lattice_plan_case.json"
 
 
+def _rtplan_beams(plan: Plan) -> dict[str, Any]:
+    """What a plan's RTPLAN holds: its control-point beams when it was sequenced (with the
+    optimised fluence maps beside them, and the machine's name), else its static beams."""
+    if not plan.delivery_beams:
+        return {"beams": plan.beams}
+    names = {b.name for b in plan.delivery_beams}
+    return {
+        "beams": plan.delivery_beams,
+        "fluence_beams": [b for b in plan.beams if b.name in names and b.fluence is not None],
+        "machine_name": plan.info.get("delivery", {}).get("machine"),
+    }
+
+
 def _all_structures(patient: Patient, plans: Sequence[Plan]) -> list[Structure]:
     """Every structure of the patient and the plans, once per name (a clash gets the arm's suffix)."""
     out: dict[str, Structure] = {s.name.casefold(): s for s in patient.structures}
@@ -124,9 +137,9 @@ def write_case_outputs(
         for n, plan in enumerate(plans):
             stem = safe_name(plan.name)
             rp = write_rtplan(
-                plan.beams,
-                tmp / f"RTPLAN_{stem}.dcm",
-                ct.identity,
+                path=tmp / f"RTPLAN_{stem}.dcm",
+                identity=ct.identity,
+                **_rtplan_beams(plan),
                 n_fractions=plan.fractions,
                 dose_per_fraction_gy=plan.prescription.dose_per_fraction_gy,
                 label=plan.name,
@@ -164,7 +177,9 @@ def write_case_outputs(
         for _caption, p in images:
             paths[f"{p.parent.name}/{p.name}"] = out / p.parent.name / p.name
         if report:
+            report_progress(progress, "report", 0, 1)
             _write_report(tmp / "report.html", patient, plans, metrics, images, inputs)
+            report_progress(progress, "report", 1, 1)
             paths["report"] = out / "report.html"
         manifest = {
             "lattice_plan_version": __version__,
@@ -189,6 +204,7 @@ def _write_report(
     inputs: Mapping[str, Any] | None,
 ) -> None:
     from lattice_plan.viz.report import write_report
+    from lattice_plan.viz.viewer import case_payload
 
     parts = metrics["comparison"]
     comparison = {**parts["plan"], **parts["physical"], **parts["eqd2"]}
@@ -238,4 +254,5 @@ def _write_report(
         plans=[p.name for p in plans],
         notes=notes,
         qa_verdicts=verdicts or None,
+        viewer=case_payload(patient, plans, reference_plan=reference),
     )
