@@ -60,6 +60,7 @@ def _command(name: str, bad: Path, good: Path) -> tuple[list[str], str, list[Pat
     scan = reference_path("beam-data", "varian-unique-6x-10x10PDD.mcc")
     exported = ["--rtdose", str(dose), "--rtstruct", str(rtss)]
     vertices = ["vertices", "--ct", str(d / "CT"), "--rtstruct", str(rtss), "--gtv", "Tumor Bed"]
+    recalc = ["recalc", "--rtplan", str(plan), "--ct", str(d / "CT")]
     table = {
         "evaluate": (["evaluate", *exported, "--json", str(bad)], "--json", [dose, rtss]),
         "qa-csv": (
@@ -84,6 +85,9 @@ def _command(name: str, bad: Path, good: Path) -> tuple[list[str], str, list[Pat
         "vertices-csv": ([*vertices, "--out", str(good), "--csv", str(bad)], "--csv", [rtss]),
         "view": (["view", str(d), "--screenshot", str(bad)], "--screenshot", []),
         "compare": (["compare", str(d), "--json", str(bad)], "--json", []),
+        "view-html": (["view", str(d), "--html", str(bad)], "--html", []),
+        "recalc-out": ([*recalc, "--out", str(bad)], "--out", [plan]),
+        "recalc-json": ([*recalc, "--out", str(good), "--json", str(bad)], "--json", [plan]),
     }
     return table[name]
 
@@ -97,6 +101,9 @@ COMMANDS = [
     "vertices-csv",
     "view",
     "compare",
+    "view-html",
+    "recalc-out",
+    "recalc-json",
 ]
 
 

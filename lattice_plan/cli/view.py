@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from lattice_plan.viz.scene3d import export_scene_vtk, save_scene_png, show_scene
     from lattice_plan.workflow import plan_scene
 
-    require_output_files(("--screenshot", args.screenshot))
+    require_output_files(("--screenshot", args.screenshot), ("--html", args.html))
     folder = require_dir(args.plan_dir, "plan folder")
     if args.html:
         from lattice_plan.viz.viewer import folder_payload, write_viewer_page
