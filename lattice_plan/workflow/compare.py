@@ -60,7 +60,7 @@ def _read_metrics(path: Path) -> tuple[list[str], dict[str, dict[str, dict[str, 
     comparison = metrics.get("comparison") if isinstance(metrics, dict) else None
     plans = metrics.get("plans") if isinstance(metrics, dict) else None
     shaped = (
-        isinstance(plans, list)
+        isinstance(plans, list | dict)
         and all(isinstance(p, str) for p in plans)
         and isinstance(comparison, dict)
         and all(isinstance(comparison.get(part), dict) for part in parts)
@@ -71,7 +71,7 @@ def _read_metrics(path: Path) -> tuple[list[str], dict[str, dict[str, dict[str, 
             f"{str(path)!r} is not a metrics file of this tool (expected an object with "
             f"'plans' and 'comparison' {'/'.join(parts)}); {fix}"
         )
-    return plans, {part: comparison[part] for part in parts}
+    return list(plans), {part: comparison[part] for part in parts}
 
 
 def compare_rtdose(
