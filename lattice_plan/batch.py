@@ -20,6 +20,7 @@ folder beside the final one and renamed into place when complete, with a
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -32,11 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from lattice_plan.cohort import CaseSource, Cohort, CohortTask
-from lattice_plan.errors import LatticePlanError
+from lattice_plan.errors import InputFileError, LatticePlanError, SchedulerError, SpecError
 from lattice_plan.files import atomic_output_path, prepare_output_dir, remove_stale_staging
 from lattice_plan.geometry.patient import Patient
 
 log = logging.getLogger(__name__)
+
+#: How long to wait for a Dask scheduler to answer (s).
+SCHEDULER_TIMEOUT_S = 3.0
 
 TASK_RECORD = "task.json"
 # Temporary folders of run_case (".<name>.partial-*", ".<name>.old-*") left by a killed task.
@@ -204,10 +208,88 @@ def run_cohort(
 ) -> CohortResult:
     """Plan and evaluate every task of ``cohort`` on Dask; write the results table (CSV and JSON).
 
+    The whole cohort is checked first (:func:`check_cohort`): a bad one raises
+    before any task starts or anything is written.
+
     ``workers``: local worker processes (default: :func:`default_worker_count`);
     ``scheduler``: address of a running Dask scheduler (then ``workers`` is ignored);
     ``progress(done, total, row)`` is called as each task finishes or is skipped.
     """
+    check_cohort(cohort)
+    client = None if scheduler is None else connect_scheduler(scheduler)
+    try:
+        return _run_tasks(cohort, out_dir, client, workers, progress)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def check_cohort(cohort: Cohort) -> None:
+    """Refuse (:class:`SpecError`, :class:`InputFileError`) a cohort with a task that cannot
+    start: a settings or sweep key that is unknown, out of range or applies to none of its
+    arms, a missing CT folder or RTSTRUCT, or bad phantom parameters."""
+    from lattice_plan.phantoms import PhantomParameters
+    from lattice_plan.planning.plan import spec_key_applies
+    from lattice_plan.workflow.overrides import resolve_spec
+
+    where = str(cohort.source or cohort.name)
+    for key in [*cohort.settings, *cohort.sweep]:
+        if not any(spec_key_applies(str(key), arm) for arm in cohort.arms):
+            raise SpecError(
+                f"{where}: key {key!r} configures none of the cohort's arms "
+                f"({', '.join(cohort.arms)}); remove it or add the arm it is for"
+            )
+    for case in cohort.cases:
+        try:
+            case.check_files()
+        except InputFileError as exc:
+            raise InputFileError(f"{where}: {exc}") from None
+        if case.is_phantom:
+            known = [f.name for f in dataclasses.fields(PhantomParameters)]
+            unknown = sorted(set(case.phantom or {}) - set(known))
+            if unknown:
+                raise SpecError(
+                    f"{where}: case {case.case_id!r}: unknown phantom parameter {unknown[0]!r}; "
+                    f"known: {', '.join(known)}"
+                )
+            try:
+                PhantomParameters(**(case.phantom or {}))
+            except (TypeError, ValueError) as exc:
+                raise SpecError(f"{where}: case {case.case_id!r}: phantom: {exc}") from None
+    for task in cohort.tasks():
+        own = {
+            k: v
+            for k, v in _task_overrides(task, cohort.settings).items()
+            if spec_key_applies(k, task.arm)
+        }
+        try:
+            resolve_spec(task.arm, None, own)
+        except SpecError as exc:
+            raise SpecError(f"{where}: case {task.case.case_id!r}, {task.arm}: {exc}") from None
+
+
+def connect_scheduler(address: str, timeout_s: float = SCHEDULER_TIMEOUT_S) -> Any:
+    """A Dask client of the scheduler at ``address``; :class:`SchedulerError` when it does not
+    answer within ``timeout_s``."""
+    from dask.distributed import Client
+
+    try:
+        return Client(address, timeout=timeout_s)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise SchedulerError(
+            f"no Dask scheduler answers at {address!r} ({type(exc).__name__}); start one there "
+            "with 'dask scheduler' (and workers with 'dask worker ADDRESS'), or leave out "
+            "--scheduler to run on this machine"
+        ) from None
+
+
+def _run_tasks(
+    cohort: Cohort,
+    out_dir: str | Path,
+    client: Any,
+    workers: int | None,
+    progress: Callable[[int, int, TaskRow], None] | None,
+) -> CohortResult:
     out_root = prepare_output_dir(out_dir)
     remove_stale_staging(out_root)
     tasks = cohort.tasks()
@@ -247,7 +329,7 @@ def run_cohort(
     if pending:
         rows.extend(
             _run_on_dask(
-                pending, cohort.settings, out_root, workers, scheduler, len(rows), total, progress
+                pending, cohort.settings, out_root, workers, client, len(rows), total, progress
             )
         )
     order = {
@@ -264,7 +346,7 @@ def _run_on_dask(
     settings: dict[str, Any],
     out_root: Path,
     workers: int | None,
-    scheduler: str | None,
+    client: Any,
     done_before: int,
     total: int,
     progress: Callable[[int, int, TaskRow], None] | None,
@@ -272,7 +354,7 @@ def _run_on_dask(
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
-    if scheduler is None:
+    if client is None:
         n = workers or default_worker_count()
         threads = max(1, (os.cpu_count() or 1) // n)
         cluster = LocalCluster(
@@ -284,8 +366,6 @@ def _run_on_dask(
             env={"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)},
         )
         client = Client(cluster)
-    else:
-        client = Client(scheduler)
     rows: list[TaskRow] = []
     try:
         futures, task_of = [], {}
@@ -311,8 +391,8 @@ def _run_on_dask(
             if progress:
                 progress(done_before + len(rows), total, row)
     finally:
-        client.close()
         if cluster is not None:
+            client.close()
             cluster.close()
     return rows
 

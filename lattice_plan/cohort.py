@@ -66,6 +66,17 @@ class CaseSource:
     def is_phantom(self) -> bool:
         return self.phantom is not None
 
+    def check_files(self) -> None:
+        """Refuse a DICOM case whose CT folder or RTSTRUCT does not exist."""
+        if self.ct_dir is not None and not self.ct_dir.is_dir():
+            raise InputFileError(
+                f"case {self.case_id!r}: CT folder {str(self.ct_dir)!r} does not exist"
+            )
+        if self.rtstruct is not None and not self.rtstruct.is_file():
+            raise InputFileError(
+                f"case {self.case_id!r}: RTSTRUCT {str(self.rtstruct)!r} does not exist"
+            )
+
     def fingerprint(self) -> str:
         """SHA-256 of what the case's result depends on: phantom parameters or the DICOM files' bytes."""
         h = hashlib.sha256()
@@ -74,14 +85,7 @@ class CaseSource:
             h.update(json.dumps(self.phantom, sort_keys=True).encode())
         else:
             assert self.ct_dir is not None and self.rtstruct is not None
-            if not self.ct_dir.is_dir():
-                raise InputFileError(
-                    f"case {self.case_id!r}: CT folder {str(self.ct_dir)!r} does not exist"
-                )
-            if not self.rtstruct.is_file():
-                raise InputFileError(
-                    f"case {self.case_id!r}: RTSTRUCT {str(self.rtstruct)!r} does not exist"
-                )
+            self.check_files()
             for path in [*sorted(p for p in self.ct_dir.rglob("*") if p.is_file()), self.rtstruct]:
                 h.update(path.name.encode())
                 with path.open("rb") as fh:

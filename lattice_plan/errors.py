@@ -65,3 +65,7 @@ class ExportedPlanError(AnalysisError, ProtocolError):
     """An exported plan (RTDOSE, RTPLAN) that cannot be evaluated or checked as given: a relative
     or partial dose, a dose of another plan, fractions that are missing or contradict the plan.
     It is an AnalysisError and a ProtocolError, as the evaluation and the protocol check raised."""
+
+
+class SchedulerError(LatticePlanError, ConnectionError):
+    """A Dask scheduler that cannot be reached at the address given."""

@@ -103,9 +103,22 @@ def test_fraction_dose_is_multiplied_by_the_planned_fractions(edited_doses, tmp_
     assert data["structures"]["Tumor Bed"]["Dmean"] == pytest.approx(TUMOR_BED_DMEAN_GY, rel=0.01)
 
 
-def test_fraction_dose_without_rtplan_needs_the_fractions(edited_doses, tmp_path, capsys):
-    assert main(_evaluate(edited_doses["FRACTION"], "--metrics", "Dmean", rtplan=False)) == 2
-    _error(capsys, "dose of one fraction", "number of fractions")
+def test_fraction_dose_without_rtplan_needs_the_fractions_only_for_the_course(
+    edited_doses, tmp_path, capsys
+):
+    """Physical metrics of one fraction need no fractions (and say they are of one fraction);
+    EQD2 does."""
+    one = _tumor_bed(edited_doses["FRACTION"], tmp_path, rtplan=False)
+    assert one["fractions"] is None and any("dose of one fraction" in n for n in one["notes"])
+    assert one["structures"]["Tumor Bed"]["Dmean"] == pytest.approx(
+        TUMOR_BED_DMEAN_GY / N_FX, rel=0.01
+    )
+    capsys.readouterr()
+    eqd2 = _evaluate(edited_doses["FRACTION"], "--metrics", "EQD2:Dmean", rtplan=False)
+    assert main(eqd2) == 2
+    _error(capsys, "dose of one fraction", "--fractions")
+    assert main([*eqd2, "--fractions", "0"]) == 2
+    _error(capsys, "--fractions", "at least 1", "got 0")
     data = _tumor_bed(edited_doses["FRACTION"], tmp_path, "--fractions", "7", rtplan=False)
     assert data["structures"]["Tumor Bed"]["Dmean"] == pytest.approx(TUMOR_BED_DMEAN_GY, rel=0.01)
 

@@ -1,5 +1,5 @@
 """``python -m lattice_plan.cli``: the ``lattice-plan`` command line."""
 
-from lattice_plan.cli.main import main
+from lattice_plan.cli import main
 
 raise SystemExit(main())

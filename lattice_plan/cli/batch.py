@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 from typing import TYPE_CHECKING
 
 from lattice_plan.cli.common import EXIT_OK
@@ -50,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise SpecError(f"--workers must be at least 1, got {args.workers}")
     cohort = load_cohort(args.cohort)
+    if not args.verbose:  # Dask's INFO lines only with -v; its worker processes inherit this
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+        import distributed  # noqa: F401  (configures its loggers from the environment above)
+
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     bar = tqdm(
         total=len(cohort.tasks()),
         desc=cohort.name,

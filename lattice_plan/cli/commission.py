@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lattice_plan.cli.common import EXIT_OK
+from lattice_plan.cli.common import EXIT_OK, finite_float, require_output_files
 from lattice_plan.errors import DoseError
 
 
@@ -32,13 +32,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     com.add_argument(
         "--output-factor-ssd",
-        type=float,
+        type=finite_float,
         metavar="MM",
         help="SSD of the output-factor measurements (default 900)",
     )
     com.add_argument(
         "--output-factor-depth",
-        type=float,
+        type=finite_float,
         metavar="MM",
         help="depth of the output-factor measurements (default 100)",
     )
@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         commission_files,
     )
 
+    require_output_files(("--out", args.out), inputs=[*args.scans, args.output_factors])
     setup_given = args.output_factor_ssd is not None or args.output_factor_depth is not None
     if setup_given and args.output_factors is None:
         raise DoseError(

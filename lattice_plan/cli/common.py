@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,6 +89,45 @@ def require_file(path: str, what: str) -> Path:
     return p
 
 
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (``nan`` and ``inf`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    return value
+
+
+def require_output_files(
+    *outputs: tuple[str, str | None], inputs: Sequence[str | None] = ()
+) -> None:
+    """Refuse, before anything is written, each output file ``(option, path)`` that cannot be
+    written: a folder, a path whose parent folder is missing or a file, a read-only place, the
+    same path for two options, or one of the ``inputs``. A path of None (not given) is skipped."""
+    seen: dict[Path, str] = {Path(p).resolve(): "the input" for p in inputs if p is not None}
+    for option, path in outputs:
+        if path is None:
+            continue
+        target = Path(path)
+        parent = target.parent
+        if target.is_dir():
+            raise InputFileError(f"{option} {path!r} is a folder; give a file path")
+        if not parent.exists():
+            raise InputFileError(f"{option} {path!r}: folder {str(parent)!r} does not exist")
+        if not parent.is_dir():
+            raise InputFileError(f"{option} {path!r}: {str(parent)!r} is a file, not a folder")
+        if not os.access(parent, os.W_OK):  # the file is written beside and renamed onto it
+            raise InputFileError(
+                f"{option} {path!r} cannot be written (no write permission); choose another path"
+            )
+        key = target.resolve()
+        if key in seen:
+            raise InputFileError(f"{option} {path!r} is also {seen[key]}; choose another path")
+        seen[key] = f"the file of {option}"
+
+
 def metric_list(text: str | None) -> tuple[str, ...]:
     from lattice_plan.workflow import DEFAULT_METRICS
 
@@ -149,8 +190,5 @@ def add_crt_schedule_option(parser: argparse.ArgumentParser) -> None:
 def write_json(path: str, data: Any) -> None:
     from lattice_plan.io.atomic import atomic_output_path
 
-    target = Path(path)
-    if target.parent and not target.parent.is_dir():
-        raise InputFileError(f"folder of {path!r} does not exist; create it first")
-    with atomic_output_path(target) as tmp:
+    with atomic_output_path(Path(path)) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

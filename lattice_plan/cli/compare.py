@@ -10,6 +10,7 @@ from lattice_plan.cli.common import (
     format_value,
     metric_list,
     require_file,
+    require_output_files,
     text_table,
     write_json,
 )
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``lattice-plan compare``; returns the exit code."""
     from lattice_plan.workflow.compare import compare_folders, compare_rtdose
 
+    require_output_files(("--json", args.json))
     if args.dirs and args.rtdose:
         raise InputFileError("give either plan folders or --rtdose files, not both")
     if args.dirs:

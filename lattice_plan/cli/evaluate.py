@@ -7,14 +7,16 @@ import argparse
 from lattice_plan.cli.common import (
     EXIT_OK,
     add_end_cap_option,
+    finite_float,
     format_value,
     metric_list,
     require_dir,
     require_file,
+    require_output_files,
     structure_table,
     write_json,
 )
-from lattice_plan.errors import ProtocolError
+from lattice_plan.errors import AnalysisError, ProtocolError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--fractions", type=int, help="number of fractions (default: RTPLAN)")
     ev.add_argument(
-        "--prescription-gy", type=float, metavar="GY", help="prescription (default: RTPLAN)"
+        "--prescription-gy", type=finite_float, metavar="GY", help="prescription (default: RTPLAN)"
     )
     ev.add_argument("--protocol", metavar="NAME|FILE", help="protocol (default: built-in)")
     ev.add_argument("--arm", help="protocol arm to check the plan against, e.g. SFRT")
@@ -53,12 +55,19 @@ def run(args: argparse.Namespace) -> int:
     """Run ``lattice-plan evaluate``; returns the exit code."""
     from lattice_plan.workflow import evaluate_dicom
 
+    require_output_files(
+        ("--json", args.json), inputs=[args.rtdose, args.rtstruct, args.rtplan, args.protocol]
+    )
     rtdose = require_file(args.rtdose, "RTDOSE")
     rtstruct = require_file(args.rtstruct, "RTSTRUCT")
     if args.ct is not None:
         require_dir(args.ct, "CT folder")
     if args.rtplan is not None:
         require_file(args.rtplan, "RTPLAN")
+    if args.fractions is not None and args.fractions < 1:
+        raise AnalysisError(f"--fractions must be at least 1, got {args.fractions}")
+    if args.prescription_gy is not None and args.prescription_gy <= 0:
+        raise AnalysisError(f"--prescription-gy must be positive, got {args.prescription_gy:g}")
     if args.protocol is not None and args.arm is None:
         raise ProtocolError("--protocol needs --arm (the protocol arm to check the plan against)")
     result = evaluate_dicom(

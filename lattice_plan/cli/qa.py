@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from lattice_plan.cli.common import EXIT_OK, add_end_cap_option
+from lattice_plan.cli.common import EXIT_OK, add_end_cap_option, require_output_files
+from lattice_plan.errors import AnalysisError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +37,13 @@ def run(args: argparse.Namespace) -> int:
     """Run ``lattice-plan qa``; returns the exit code."""
     from lattice_plan.qa import Verdict, check_dicom, load_builtin_protocol, load_protocol
 
+    require_output_files(
+        ("--json", args.json),
+        ("--csv", args.csv),
+        inputs=[args.rtdose, args.rtstruct, args.rtplan, args.protocol],
+    )
+    if args.fractions is not None and args.fractions < 1:
+        raise AnalysisError(f"--fractions must be at least 1, got {args.fractions}")
     protocol = load_protocol(args.protocol) if args.protocol else load_builtin_protocol()
     result = check_dicom(
         args.rtdose,

@@ -11,6 +11,7 @@ from lattice_plan.cli.common import (
     progress_bars,
     require_dir,
     require_file,
+    require_output_files,
     text_table,
     write_json,
 )
@@ -56,15 +57,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rc.set_defaults(func=run)
 
 
-def _check_out(path: str) -> Path:
-    out = Path(path)
-    if out.is_dir():
-        raise InputFileError(f"--out {path!r} is a folder; give the RTDOSE file name to write")
-    if not out.parent.is_dir():
-        raise InputFileError(f"--out {path!r}: folder {str(out.parent)!r} does not exist")
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``lattice-plan recalc``; returns the exit code."""
     from lattice_plan.analysis.dose_agreement import dose_agreement, parse_gamma_criterion
@@ -79,9 +71,14 @@ def run(args: argparse.Namespace) -> int:
         write_recalc_rtdose,
     )
 
+    require_output_files(
+        ("--out", args.out),
+        ("--json", args.json),
+        inputs=[args.rtplan, args.compare, args.rtstruct, args.grid_like, args.machine],
+    )
     rtplan = require_file(args.rtplan, "RTPLAN")
     ct_dir = require_dir(args.ct, "CT folder")
-    out = _check_out(args.out)
+    out = Path(args.out)
     if args.gamma is not None and args.compare is None:
         raise InputFileError("--gamma needs --compare RTDOSE (the dose to check against)")
     criterion = parse_gamma_criterion(args.gamma or "3%/2mm")

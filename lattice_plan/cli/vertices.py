@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from lattice_plan.cli.common import EXIT_OK, require_dir, require_file
+from lattice_plan.cli.common import (
+    EXIT_OK,
+    finite_float,
+    require_dir,
+    require_file,
+    require_output_files,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,20 +33,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="hcp",
         help="hcp (default), fcc, simple_cubic (sc) or alternating_cubic (bcc)",
     )
-    vert.add_argument("--diameter", type=float, default=15.0, metavar="MM", help="sphere diameter")
     vert.add_argument(
-        "--spacing", type=float, default=30.0, metavar="MM", help="centre-to-centre distance"
+        "--diameter", type=finite_float, default=15.0, metavar="MM", help="sphere diameter"
+    )
+    vert.add_argument(
+        "--spacing", type=finite_float, default=30.0, metavar="MM", help="centre-to-centre distance"
     )
     vert.add_argument(
         "--gtv-margin",
-        type=float,
+        type=finite_float,
         default=5.0,
         metavar="MM",
         help="sphere surface to GTV surface, at least",
     )
     vert.add_argument(
         "--oar-clearance",
-        type=float,
+        type=finite_float,
         default=10.0,
         metavar="MM",
         help="sphere surface to every OAR, at least",
@@ -48,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     vert.add_argument("--max-vertices", type=int, metavar="N", help="keep at most N vertices")
     vert.add_argument(
         "--rotation-step",
-        type=float,
+        type=finite_float,
         metavar="DEG",
         help="also search lattice rotations about z in steps of DEG",
     )
@@ -65,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from lattice_plan.io.rtstruct import add_to_rtstruct, read_rtstruct
     from lattice_plan.io.vertex_table import write_vertex_table
 
+    require_output_files(("--out", args.out), ("--csv", args.csv), inputs=[args.rtstruct])
     ct_dir = require_dir(args.ct, "CT folder")
     rtstruct = require_file(args.rtstruct, "RTSTRUCT")
     ct = read_ct(ct_dir)

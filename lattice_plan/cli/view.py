@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lattice_plan.cli.common import EXIT_OK, require_dir
+from lattice_plan.cli.common import EXIT_OK, require_dir, require_output_files
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from lattice_plan.viz.scene3d import export_scene_vtk, save_scene_png, show_scene
     from lattice_plan.workflow import plan_scene
 
+    require_output_files(("--screenshot", args.screenshot), ("--html", args.html))
     folder = require_dir(args.plan_dir, "plan folder")
     if args.html:
         from lattice_plan.viz.viewer import folder_payload, write_viewer_page

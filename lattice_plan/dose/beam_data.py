@@ -192,7 +192,11 @@ class OutputFactor:
             ) from None
         object.__setattr__(self, "field_mm", (fx, fy))
         if not all(math.isfinite(v) for v in numbers):
-            raise DoseError(f"output factor {self}: values must be finite")
+            _, _, value, ssd, depth = numbers
+            raise DoseError(
+                f"output factor of the {fx:g} x {fy:g} mm field: value {value:g}, SSD {ssd:g} mm, "
+                f"depth {depth:g} mm; each must be a finite number"
+            )
         if not (5.0 <= fx <= 400.0 and 5.0 <= fy <= 400.0):
             raise DoseError(f"output factor field {self.field_mm} mm: sides must lie in 5-400 mm")
         if not 0.2 <= self.value <= 1.5:

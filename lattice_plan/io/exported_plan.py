@@ -51,14 +51,19 @@ def load_exported_plan(
     fractions: int | None = None,
     prescription_gy: float | None = None,
     override_rtplan: bool = False,
+    per_fraction_ok: bool = False,
 ) -> ExportedPlan:
     """Read an RTDOSE (and its RTPLAN) as the dose of the whole course, by the rules above.
 
     ``fractions`` and ``prescription_gy`` (Gy, the total) default to the RTPLAN's;
     the plan's name is the RTPLAN's label or name, else the file name. With
     ``override_rtplan`` the given values win over the RTPLAN's instead of being refused.
+    With ``per_fraction_ok`` the dose of one fraction whose number of fractions is
+    not known is returned as it is (``fractions`` None) instead of refused.
     Raises :class:`~lattice_plan.errors.ExportedPlanError` when a rule is broken.
     """
+    if fractions is not None and fractions < 1:
+        raise ExportedPlanError(f"the number of fractions must be at least 1, got {fractions}")
     rtdose = load_rtdose(rtdose_path)
     where = f"RTDOSE {str(rtdose_path)!r}"
     if rtdose.volume.unit != "Gy":
@@ -94,13 +99,14 @@ def load_exported_plan(
     summation = rtdose.summation_type.upper()
     dose = rtdose.volume
     if summation == "FRACTION":
-        if fractions is None:
+        if fractions is not None:
+            dose = Volume(dose.array * fractions, dose.grid, "Gy")
+            log.info("%s: dose of one fraction multiplied by %d fractions", where, fractions)
+        elif not per_fraction_ok:
             raise ExportedPlanError(
                 f"{where} is the dose of one fraction; give the RTPLAN or the number of fractions "
                 "to get the dose of the course"
             )
-        dose = Volume(dose.array * fractions, dose.grid, "Gy")
-        log.info("%s: dose of one fraction multiplied by %d fractions", where, fractions)
     elif summation not in WHOLE_PLAN_SUMMATIONS:
         raise ExportedPlanError(
             f"{where} has Dose Summation Type {summation or '(none)'!r}, not the dose of the "

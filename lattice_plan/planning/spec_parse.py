@@ -28,6 +28,65 @@ from lattice_plan.planning.spec_model import (
 )
 from lattice_plan.tables import TomlTable, dataclass_from_table, read_toml_file
 
+#: Allowed range (inclusive) of every numeric plan-spec key, [table] -> key -> (low, high):
+#: wide enough for any clinical plan, narrow enough that a typo (100000 beams, a 0.01 mm dose
+#: grid) is refused before it runs for hours.
+NUMERIC_RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "prescription": {
+        "dose_gy": (0.1, 150.0),
+        "dose_per_fraction_gy": (0.1, 40.0),
+        "fractions": (1, 60),
+    },
+    "beams": {"count": (1, 360), "arc_deg": (1.0, 360.0)},
+    "dose": {"spacing_mm": (0.5, 20.0)},
+    "crt": {
+        "ptv_margin_mm": (0.0, 50.0),
+        "penumbra_margin_mm": (0.0, 50.0),
+        "max_segments_per_beam": (0, 20),
+    },
+    "optimiser": {"max_iterations": (1, 10000)},
+    "lattice": {
+        "spacing_mm": (1.0, 200.0),
+        "si_spacing_mm": (1.0, 200.0),
+        "gtv_margin_mm": (0.0, 50.0),
+        "oar_clearance_mm": (0.0, 100.0),
+        "max_vertices": (1, 500),
+        "z_rule_window_mm": (0.0, 200.0),
+        "z_rule_lateral_mm": (0.0, 200.0),
+        "offset_step_mm": (0.5, 50.0),
+        "rotation_step_deg": (1.0, 180.0),
+    },
+    "scart": {
+        "periphery_dose_gy": (0.1, 40.0),
+        "core_dose_gy": (0.1, 40.0),
+        "margin_mm": (0.0, 50.0),
+        "volume_fraction": (0.01, 1.0),
+        "si_trim_mm": (0.0, 100.0),
+    },
+    "delivery": {
+        "levels": (1, 100),
+        "gantry_step_deg": (0.5, 30.0),
+        "min_segment_mu": (0.0, 100.0),
+    },
+}
+
+
+def _check_ranges(data: Mapping[str, Any], source: str) -> None:
+    """Refuse a numeric value outside :data:`NUMERIC_RANGES`, naming the key, value and range."""
+    for table, ranges in NUMERIC_RANGES.items():
+        t = data.get(table)
+        if not isinstance(t, Mapping):
+            continue
+        for key, (low, high) in ranges.items():
+            v = t.get(key)
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue  # absent, or of the wrong type: the table's parser says so
+            if not low <= v <= high:
+                raise SpecError(
+                    f"{source}: [{table}] {key}: expected a number from {low:g} to {high:g}, "
+                    f"got {v!r}"
+                )
+
 
 def _parse_prescription(t: TomlTable) -> PrescriptionSpec:
     fractions = t.integer("fractions")
@@ -83,8 +142,6 @@ def _parse_beams(t: TomlTable, arm: Arm) -> BeamSpec:
             )
     count = t.integer("count", None, minimum=1)
     arc = t.number("arc_deg", None, positive=True)
-    if arc is not None and arc > 360:
-        raise t.fail("arc_deg", "an arc of at most 360 degrees", arc)
     if arc is not None and arc < 360 and count == 1:
         raise t.fail("count", "at least 2 beams to approximate an arc", count)
     beamlet = t.number("beamlet_mm", None, positive=True)
@@ -115,6 +172,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> PlanSpec:
             f"{source}: unknown table(s) {', '.join(map(repr, extra))}; valid tables: "
             f"{', '.join(_TOP_LEVEL)}"
         )
+    _check_ranges(data, source)
     plan_t = TomlTable(data.get("plan", {}), "plan", source)
     arm_name = plan_t.string("arm")
     try:

@@ -39,14 +39,39 @@ def compare_folders(dirs: Sequence[str | os.PathLike[str]]) -> PlanTable:
                 f"{str(d)!r} holds no metrics.json; give folders written by 'lattice-plan plan' "
                 "or 'demo'"
             )
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-        for plan in metrics["plans"]:
+        plans, comparison = _read_metrics(path)
+        for plan in plans:
             col = plan if len(dirs) == 1 else f"{folder.name}/{plan}"
             columns.append(col)
-            for part in ("plan", "physical", "eqd2"):
-                for metric, per in metrics["comparison"][part].items():
+            for part in comparison.values():
+                for metric, per in part.items():
                     rows.setdefault(metric, {})[col] = per.get(plan)
     return PlanTable(tuple(columns), rows)
+
+
+def _read_metrics(path: Path) -> tuple[list[str], dict[str, dict[str, dict[str, Any]]]]:
+    """The plan names and the comparison parts (plan, physical, eqd2) of a metrics.json."""
+    fix = "write the folder again with 'lattice-plan plan' or 'demo'"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputFileError(f"{str(path)!r} is not valid JSON ({exc}); {fix}") from None
+    parts = ("plan", "physical", "eqd2")
+    comparison = metrics.get("comparison") if isinstance(metrics, dict) else None
+    plans = metrics.get("plans") if isinstance(metrics, dict) else None
+    shaped = (
+        isinstance(plans, list | dict)
+        and all(isinstance(p, str) for p in plans)
+        and isinstance(comparison, dict)
+        and all(isinstance(comparison.get(part), dict) for part in parts)
+        and all(isinstance(per, dict) for part in parts for per in comparison[part].values())
+    )
+    if not shaped:
+        raise InputFileError(
+            f"{str(path)!r} is not a metrics file of this tool (expected an object with "
+            f"'plans' and 'comparison' {'/'.join(parts)}); {fix}"
+        )
+    return list(plans), {part: comparison[part] for part in parts}
 
 
 def compare_rtdose(

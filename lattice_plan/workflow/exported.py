@@ -82,12 +82,17 @@ def evaluate_dicom(
     specs = [parse_metric(m) for m in metrics]
     if not specs:
         raise AnalysisError("give at least one metric (e.g. Dmean, D95%, V20Gy[cc])")
+    # One fraction's dose is enough for physical metrics; EQD2/BED, % metrics and QA need the course.
+    per_fraction_ok = arm is None and not any(
+        s.needs_fractionation or s.needs_prescription for s in specs
+    )
     exported = load_exported_plan(
         rtdose_path,
         rtplan_path,
         fractions=fractions,
         prescription_gy=prescription_gy,
         override_rtplan=True,
+        per_fraction_ok=per_fraction_ok,
     )
     dose, fractions, prescription_gy = exported.dose, exported.fractions, exported.prescription_gy
     plan_name, summation = exported.plan_name, exported.summation_type
@@ -102,6 +107,11 @@ def evaluate_dicom(
             "EQD2/BED metrics need the number of fractions: give the RTPLAN or the fractions"
         )
     notes: list[str] = []
+    if summation == "FRACTION" and fractions is None:
+        notes.append(
+            "the RTDOSE is the dose of one fraction and the number of fractions is not known: "
+            "the doses are of one fraction (give the RTPLAN or the fractions for the course)"
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DicomWarning)
         if ct_dir is not None:
