@@ -14,6 +14,7 @@ new CT series (one file per slice, 16-bit signed HU).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections import defaultdict
@@ -34,6 +35,7 @@ from lattice_plan.geometry.volume import Volume
 from lattice_plan.io.dicom_common import (
     CT_IMAGE_STORAGE,
     DicomIdentity,
+    decimal_value,
     format_ds,
     format_ds_list,
     modality_of,
@@ -156,6 +158,62 @@ def _check_axial(iop: NDArray[np.float64], where: str) -> NDArray[np.float64]:
     return np.stack([np.round(row), np.round(col), np.round(normal)], axis=1)
 
 
+def _rescale(ds: Dataset, path: Path) -> tuple[float, float]:
+    """Rescale Slope and Intercept of a CT slice (Type 1 in the CT Image module, PS3.3
+    C.8.2.1): both present and finite, the slope positive; a default would misread the HU."""
+    fix = "export the CT again with its rescale tags (HU = pixel x slope + intercept)"
+    slope, intercept = decimal_value(ds, "RescaleSlope"), decimal_value(ds, "RescaleIntercept")
+    if slope is None or intercept is None:
+        raise DicomError(
+            f"CT slice {str(path)!r} has no Rescale Slope/Intercept, so its HU are unknown; {fix}"
+        )
+    if not (np.isfinite(slope) and np.isfinite(intercept)) or slope <= 0:
+        raise DicomError(
+            f"CT slice {str(path)!r}: Rescale Slope {slope:g} and Intercept {intercept:g} do not "
+            f"give HU (the slope must be positive, both finite); {fix}"
+        )
+    return slope, intercept
+
+
+def _check_one_series(slices: list[_Slice], where: str) -> None:
+    """Refuse slices that share one SeriesInstanceUID but come from two series or acquisitions.
+
+    Their positions would interleave into one finer stack that was never acquired.
+    The signs: several frames of reference or Series Numbers, an Instance Number
+    used twice, or acquisitions whose slice ranges overlap.
+    """
+    fix = "the folder mixes series under one SeriesInstanceUID: keep one series in the folder"
+    for tag, what in (
+        ("FrameOfReferenceUID", "frames of reference"),
+        ("SeriesNumber", "Series Numbers"),
+    ):
+        values = sorted({str(s.ds.get(tag, "")) for s in slices})
+        if len(values) > 1:
+            raise DicomError(
+                f"{where}: slices with {len(values)} {what} ({', '.join(values[:3])}); {fix}"
+            )
+    numbers: dict[str, str] = {}
+    for s in slices:
+        n = str(s.ds.get("InstanceNumber", "") or "")
+        if n and n in numbers:
+            raise DicomError(
+                f"{where}: Instance Number {n} in {numbers[n]} and {s.path.name}; {fix}"
+            )
+        numbers[n] = s.path.name
+    ranges: dict[str, list[float]] = defaultdict(list)
+    for s in slices:
+        ranges[str(s.ds.get("AcquisitionNumber", "") or "")].append(
+            float(s.ds.ImagePositionPatient[2])
+        )
+    spans = sorted((min(z), max(z), a) for a, z in ranges.items())
+    for (lo_a, hi_a, a), (lo_b, _hi_b, b) in itertools.pairwise(spans):
+        if lo_b <= hi_a:
+            raise DicomError(
+                f"{where}: acquisitions {a} and {b} overlap ({lo_a:.1f}..{hi_a:.1f} mm and from "
+                f"{lo_b:.1f} mm); {fix}"
+            )
+
+
 def _describe_groups(groups: dict[tuple, list[_Slice]]) -> str:
     parts = []
     for key, slices in groups.items():
@@ -250,6 +308,7 @@ def _assemble(slices: list[_Slice], series_uid: str, root: Path) -> CTSeries:
                 f"{s.path.name}); the folder mixes acquisitions: separate them"
             )
     direction = _check_axial(iop0, where)
+    _check_one_series(slices, where)
     for s in slices:
         tilt = float(s.ds.get("GantryDetectorTilt", 0.0) or 0.0)
         if abs(tilt) > 1e-3:
@@ -331,8 +390,7 @@ def _assemble(slices: list[_Slice], series_uid: str, root: Path) -> CTSeries:
             raise DicomError(
                 f"{where}: pixel data of {s.path.name} cannot be decoded ({exc}); export it again"
             ) from None
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        slope, intercept = _rescale(ds, s.path)
         hu[k] = pixels.astype(np.float32) * slope + intercept
     if np.all(hu == np.round(hu)) and hu.min() >= -32768 and hu.max() <= 32767:
         hu_array: NDArray = hu.astype(np.int16)
