@@ -119,8 +119,9 @@ def refuse_inputs_inside(
     for item in inputs:
         path = Path(item).resolve()
         if path == out or out in path.parents:
+            where = "is" if path == out else "is inside"
             raise InputFileError(
-                f"input {str(item)!r} is inside the output folder {str(out_dir)!r}, which is "
+                f"input {str(item)!r} {where} the output folder {str(out_dir)!r}, which is "
                 "replaced as a whole; write the output to another folder"
             )
 

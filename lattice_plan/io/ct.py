@@ -308,7 +308,6 @@ def _assemble(slices: list[_Slice], series_uid: str, root: Path) -> CTSeries:
                 f"{s.path.name}); the folder mixes acquisitions: separate them"
             )
     direction = _check_axial(iop0, where)
-    _check_one_series(slices, where)
     for s in slices:
         tilt = float(s.ds.get("GantryDetectorTilt", 0.0) or 0.0)
         if abs(tilt) > 1e-3:
@@ -329,6 +328,7 @@ def _assemble(slices: list[_Slice], series_uid: str, root: Path) -> CTSeries:
             f"{where}: two slices at the same position {pos[dup[0]]:.2f} mm ({a}, {b}); "
             "the folder holds two interleaved series or duplicate files: keep one series"
         )
+    _check_one_series(slices, where)
     in_plane = ipp - np.outer(pos, normal)
     if np.max(np.abs(in_plane - in_plane[0])) > 0.01:
         raise DicomError(
