@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lattice_plan.phantoms import build_phantom
-from lattice_plan.workflow import ARMS, Progress, run_case
+from lattice_plan.workflow import ARMS, Progress, crt_notes, run_case
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,13 @@ def run_demo(
     *,
     fast: bool = False,
     progress: Progress | None = None,
+    crt_schedule: str | None = None,
 ) -> str:
     """Plan, evaluate and write the three arms of the built-in phantom into ``out_dir``.
 
     Returns a human-readable summary (eligibility, per plan its prescription,
-    key metrics and protocol verdict, and where the outputs are).
+    key metrics and protocol verdict, and where the outputs are). ``crt_schedule``:
+    the CRT arm's schedule ("30Gy/10" by default, "20Gy/5", "8Gy/1").
     """
     settings = FAST_SETTINGS if fast else DEMO_SETTINGS
     sp = settings.phantom_spacing_mm
@@ -61,7 +63,10 @@ def run_demo(
         patient,
         ARMS,
         out_dir,
-        overrides=settings.overrides,
+        overrides={
+            **settings.overrides,
+            **({"crt.schedule": crt_schedule} if crt_schedule else {}),
+        },
         protocol="builtin",
         write_ct=True,
         progress=progress,
@@ -100,5 +105,6 @@ def summary_text(metrics: dict[str, Any], out_dir: Path) -> str:
         if qa.get("arm"):
             parts.append(f"QA ({qa['arm']}): {qa['verdict']}")
         lines.append("; ".join(parts))
+        lines += [f"  {n}" for n in crt_notes(name, s)]
     lines.append(f"wrote {out_dir} (report: {out_dir / 'report.html'})")
     return "\n".join(lines)

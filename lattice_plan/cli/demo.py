@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lattice_plan.cli.common import EXIT_OK, progress_bars
+from lattice_plan.cli.common import EXIT_OK, add_crt_schedule_option, progress_bars
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="coarse and quick: 4 mm CT, 5 mm dose grid, 12 optimiser iterations",
     )
+    add_crt_schedule_option(demo)
     demo.set_defaults(func=run)
 
 
@@ -37,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
 
     bars = progress_bars(args)
     try:
-        summary = run_demo(Path(args.out), fast=args.fast, progress=bars)
+        summary = run_demo(
+            Path(args.out), fast=args.fast, progress=bars, crt_schedule=args.crt_schedule
+        )
     finally:
         bars.close()
     if not args.quiet:

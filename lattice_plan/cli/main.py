@@ -21,6 +21,7 @@ from lattice_plan.cli import (
     evaluate,
     plan,
     qa,
+    recalc,
     vertices,
     view,
 )
@@ -28,7 +29,7 @@ from lattice_plan.cli.common import EXIT_BAD_INPUT
 from lattice_plan.errors import LatticePlanError
 
 #: The commands in the order ``--help`` lists them.
-COMMANDS = (demo, plan, vertices, evaluate, compare, view, qa, commission, batch)
+COMMANDS = (demo, plan, vertices, evaluate, compare, view, qa, recalc, commission, batch)
 
 
 def build_parser() -> argparse.ArgumentParser:

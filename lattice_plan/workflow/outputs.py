@@ -30,12 +30,26 @@ from lattice_plan.io.rtplan import write_rtplan
 from lattice_plan.io.rtstruct import add_to_rtstruct, list_rois, write_rtstruct
 from lattice_plan.planning.plan import Plan
 from lattice_plan.workflow._common import Progress, report_progress, safe_name
+from lattice_plan.workflow.crt_summary import crt_notes
 from lattice_plan.workflow.figures import write_figures, write_scenes
 
 log = logging.getLogger(__name__)
 
 #: The file that marks a folder as a complete lattice_plan output (which a new run may replace).
 COMPLETE_MARKER = ".lattice_plan_case.json"
+
+
+def _rtplan_beams(plan: Plan) -> dict[str, Any]:
+    """What a plan's RTPLAN holds: its control-point beams when it was sequenced (with the
+    optimised fluence maps beside them, and the machine's name), else its static beams."""
+    if not plan.delivery_beams:
+        return {"beams": plan.beams}
+    names = {b.name for b in plan.delivery_beams}
+    return {
+        "beams": plan.delivery_beams,
+        "fluence_beams": [b for b in plan.beams if b.name in names and b.fluence is not None],
+        "machine_name": plan.info.get("delivery", {}).get("machine"),
+    }
 
 
 def _all_structures(patient: Patient, plans: Sequence[Plan]) -> list[Structure]:
@@ -127,9 +141,9 @@ def write_case_outputs(
         for n, plan in enumerate(plans):
             stem = safe_name(plan.name)
             rp = write_rtplan(
-                plan.beams,
-                tmp / f"RTPLAN_{stem}.dcm",
-                ct.identity,
+                path=tmp / f"RTPLAN_{stem}.dcm",
+                identity=ct.identity,
+                **_rtplan_beams(plan),
                 n_fractions=plan.fractions,
                 dose_per_fraction_gy=plan.prescription.dose_per_fraction_gy,
                 label=plan.name,
@@ -167,7 +181,9 @@ def write_case_outputs(
         for _caption, p in images:
             paths[f"{p.parent.name}/{p.name}"] = out / p.parent.name / p.name
         if report:
+            report_progress(progress, "report", 0, 1)
             _write_report(tmp / "report.html", patient, plans, metrics, images, inputs)
+            report_progress(progress, "report", 1, 1)
             paths["report"] = out / "report.html"
         manifest = {
             "lattice_plan_version": __version__,
@@ -192,6 +208,7 @@ def _write_report(
     inputs: Mapping[str, Any] | None,
 ) -> None:
     from lattice_plan.viz.report import write_report
+    from lattice_plan.viz.viewer import case_payload
 
     parts = metrics["comparison"]
     comparison = {**parts["plan"], **parts["physical"], **parts["eqd2"]}
@@ -227,6 +244,9 @@ def _write_report(
         info["protocol"] = f"{metrics['protocol']['name']} v{metrics['protocol']['version']}"
     info.update(inputs or {})
     reference = metrics.get("reference_plan")
+    notes = []
+    for name, summary in metrics["plans"].items():
+        notes += crt_notes(name, summary)
     write_report(
         path,
         f"lattice_plan: {', '.join(p.name for p in plans)} for {patient.patient_id}",
@@ -236,5 +256,7 @@ def _write_report(
         inputs=info,
         reference_plan=reference,
         plans=[p.name for p in plans],
+        notes=notes,
         qa_verdicts=verdicts or None,
+        viewer=case_payload(patient, plans, reference_plan=reference),
     )
