@@ -70,3 +70,13 @@ def demo_out(demo_run):
 def demo_metrics(demo_out):
     """metrics.json of the fast demo."""
     return json.loads((demo_out / "metrics.json").read_text())
+
+
+def finished_pid() -> int:
+    """The process id of a process that has ended (for staging names of killed runs)."""
+    import subprocess
+    import sys
+
+    with subprocess.Popen([sys.executable, "-c", "pass"]) as proc:
+        proc.wait(timeout=60)
+    return proc.pid

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from lattice_plan.errors import DicomError, InputFileError
@@ -31,12 +30,21 @@ from lattice_plan.geometry.grid import PATIENT_POSITIONS, Grid
 from lattice_plan.geometry.patient import Patient
 from lattice_plan.geometry.structure import StructureSet
 from lattice_plan.geometry.volume import Volume
+from lattice_plan.io.ct_headers import (
+    AXIS_TOL,
+    CTSlice,
+    check_axial,
+    check_one_series,
+    describe_groups,
+    orientation,
+    rescale,
+    scan_ct_headers,
+)
 from lattice_plan.io.dicom_common import (
     CT_IMAGE_STORAGE,
     DicomIdentity,
     format_ds,
     format_ds_list,
-    modality_of,
     new_dataset,
     read_dataset,
     write_dataset,
@@ -44,7 +52,6 @@ from lattice_plan.io.dicom_common import (
 
 log = logging.getLogger(__name__)
 
-_AXIS_TOL = 1e-3  # direction cosines within this of a unit axis count as axis aligned
 _SPACING_REL_TOL = 0.01  # slice gaps equal within 1 % (and 0.01 mm) count as uniform
 _SPACING_ABS_TOL_MM = 0.01
 
@@ -93,80 +100,6 @@ class CTSeries:
         )
 
 
-@dataclass(frozen=True)
-class _Slice:
-    path: Path
-    ds: Dataset
-
-
-def _dicom_files(folder: Path, recursive: bool) -> list[Path]:
-    it = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in it if p.is_file() and not p.name.startswith("."))
-
-
-def _scan_ct_headers(folder: Path, recursive: bool) -> tuple[list[_Slice], dict[str, int]]:
-    """CT slice headers in ``folder`` and a count of the other objects found."""
-    cts: list[_Slice] = []
-    others: dict[str, int] = defaultdict(int)
-    for path in _dicom_files(folder, recursive):
-        try:
-            ds = read_dataset(path, header_only=True)
-        except DicomError as exc:
-            log.debug("skipping %s: %s", path, exc)
-            others["not DICOM or unreadable"] += 1
-            continue
-        modality = modality_of(ds)
-        if str(ds.SOPClassUID) == CT_IMAGE_STORAGE:
-            cts.append(_Slice(path, ds))
-        elif modality == "CT":
-            others["CT of another SOP class (e.g. enhanced multi-frame CT, not supported)"] += 1
-        else:
-            others[modality or "other"] += 1
-    return cts, dict(others)
-
-
-def _orientation(ds: Dataset, path: Path) -> NDArray[np.float64]:
-    try:
-        iop = np.array([float(v) for v in ds.ImageOrientationPatient])
-        ipp = np.array([float(v) for v in ds.ImagePositionPatient])
-    except (AttributeError, TypeError, ValueError):
-        raise DicomError(
-            f"CT slice {str(path)!r} lacks Image Orientation/Position (Patient); cannot place it"
-        ) from None
-    if iop.shape != (6,) or ipp.shape != (3,):
-        raise DicomError(f"CT slice {str(path)!r} has malformed Image Orientation/Position")
-    return iop
-
-
-def _check_axial(iop: NDArray[np.float64], where: str) -> NDArray[np.float64]:
-    """The 3x3 direction matrix of an axial image; refuse oblique, sagittal, coronal."""
-    row, col = iop[:3], iop[3:]
-    normal = np.cross(row, col)
-    axial = (
-        abs(abs(normal[2]) - 1.0) < _AXIS_TOL
-        and np.allclose(np.abs(row), np.round(np.abs(row)), atol=_AXIS_TOL)
-        and np.allclose(np.abs(col), np.round(np.abs(col)), atol=_AXIS_TOL)
-    )
-    if not axial:
-        raise DicomError(
-            f"{where}: image orientation {np.round(iop, 4).tolist()} is not axial (oblique, "
-            "sagittal or coronal); this tool plans on axial CTs only: reconstruct the CT "
-            "axially (or resample it) and export again"
-        )
-    return np.stack([np.round(row), np.round(col), np.round(normal)], axis=1)
-
-
-def _describe_groups(groups: dict[tuple, list[_Slice]]) -> str:
-    parts = []
-    for key, slices in groups.items():
-        ds = slices[0].ds
-        parts.append(
-            f"series {key[0]} ({len(slices)} slices, thickness {key[1]} mm, "
-            f"'{ds.get('SeriesDescription', '')}')"
-        )
-    return "; ".join(parts)
-
-
 def read_ct(
     folder: str | os.PathLike[str],
     series_uid: str | None = None,
@@ -184,14 +117,14 @@ def read_ct(
     root = Path(folder)
     if not root.is_dir():
         raise InputFileError(f"CT folder {str(root)!r} does not exist or is not a folder")
-    slices, others = _scan_ct_headers(root, recursive)
+    slices, others = scan_ct_headers(root, recursive)
     if not slices:
         held = ", ".join(f"{n} {m}" for m, n in sorted(others.items())) or "no files"
         raise DicomError(
             f"no CT image in {str(root)!r} (it holds: {held}); give the folder of the CT series"
             + ("" if recursive else " or pass recursive=True")
         )
-    groups: dict[tuple, list[_Slice]] = defaultdict(list)
+    groups: dict[tuple, list[CTSlice]] = defaultdict(list)
     for s in slices:
         thickness = s.ds.get("SliceThickness")
         key = (str(s.ds.SeriesInstanceUID), None if thickness in (None, "") else float(thickness))
@@ -222,7 +155,7 @@ def read_ct(
             "pass slice_thickness_mm= to choose one"
         )
         raise DicomError(
-            f"{str(root)!r} holds {len(groups)} CT stacks: {_describe_groups(groups)}; {hint}"
+            f"{str(root)!r} holds {len(groups)} CT stacks: {describe_groups(groups)}; {hint}"
         )
     (uid, _), chosen = next(iter(groups.items()))
     return _assemble(chosen, uid, root)
@@ -239,17 +172,17 @@ def read_ct_series(
     return read_ct(folder, series_uid, slice_thickness_mm, recursive=recursive).to_patient()
 
 
-def _assemble(slices: list[_Slice], series_uid: str, root: Path) -> CTSeries:
+def _assemble(slices: list[CTSlice], series_uid: str, root: Path) -> CTSeries:
     first = slices[0]
-    iop0 = _orientation(first.ds, first.path)
+    iop0 = orientation(first.ds, first.path)
     where = f"CT series {series_uid} in {str(root)!r}"
     for s in slices[1:]:
-        if not np.allclose(_orientation(s.ds, s.path), iop0, atol=1e-4):
+        if not np.allclose(orientation(s.ds, s.path), iop0, atol=1e-4):
             raise DicomError(
                 f"{where}: slices have different image orientations ({first.path.name} vs "
                 f"{s.path.name}); the folder mixes acquisitions: separate them"
             )
-    direction = _check_axial(iop0, where)
+    direction = check_axial(iop0, where)
     for s in slices:
         tilt = float(s.ds.get("GantryDetectorTilt", 0.0) or 0.0)
         if abs(tilt) > 1e-3:
@@ -270,6 +203,7 @@ def _assemble(slices: list[_Slice], series_uid: str, root: Path) -> CTSeries:
             f"{where}: two slices at the same position {pos[dup[0]]:.2f} mm ({a}, {b}); "
             "the folder holds two interleaved series or duplicate files: keep one series"
         )
+    check_one_series(slices, where)
     in_plane = ipp - np.outer(pos, normal)
     if np.max(np.abs(in_plane - in_plane[0])) > 0.01:
         raise DicomError(
@@ -331,8 +265,7 @@ def _assemble(slices: list[_Slice], series_uid: str, root: Path) -> CTSeries:
             raise DicomError(
                 f"{where}: pixel data of {s.path.name} cannot be decoded ({exc}); export it again"
             ) from None
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        slope, intercept = rescale(ds, s.path)
         hu[k] = pixels.astype(np.float32) * slope + intercept
     if np.all(hu == np.round(hu)) and hu.min() >= -32768 and hu.max() <= 32767:
         hu_array: NDArray = hu.astype(np.int16)
@@ -390,7 +323,7 @@ def write_ct_series(
     the written series (with the slice UIDs an RTSTRUCT needs).
     """
     grid = patient.grid
-    if not grid.is_axis_aligned or abs(abs(grid.direction[2, 2]) - 1) > _AXIS_TOL:
+    if not grid.is_axis_aligned or abs(abs(grid.direction[2, 2]) - 1) > AXIS_TOL:
         raise DicomError(
             "write_ct_series writes axial CTs only; this grid's direction is "
             f"{grid.direction.tolist()}"

@@ -156,6 +156,22 @@ def malformed_as_dicom_error(where: str) -> Iterator[None]:
         ) from None
 
 
+def decimal_value(ds: Dataset, keyword: str) -> float | None:
+    """The number a single-valued decimal string (DS) element holds, read from its text without
+    pydicom's value checks (so NaN or junk gives NaN, not a warning); None when absent or empty."""
+    if keyword not in ds:
+        return None
+    value = ds.get_item(keyword).value
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+    text = text.strip("\0 ")
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
 def modality_of(ds: Dataset) -> str:
     """'CT', 'RTSTRUCT', 'RTDOSE', 'RTPLAN' from the SOP class, else the Modality tag."""
     return _MODALITY_OF_SOP_CLASS.get(str(ds.get("SOPClassUID", "")), str(ds.get("Modality", "")))

@@ -30,6 +30,7 @@ from lattice_plan.io.dicom_common import (
     RT_DOSE_STORAGE,
     RT_PLAN_STORAGE,
     DicomIdentity,
+    decimal_value,
     format_ds,
     format_ds_list,
     malformed_as_dicom_error,
@@ -98,9 +99,25 @@ def load_rtdose(path: str | os.PathLike[str], *, patient_position: str = "HFS") 
         return _rtdose_from(ds, where, patient_position)
 
 
+def _dose_grid_scaling(ds: Dataset, where: str) -> float:
+    """DoseGridScaling (Type 1 with pixel data, PS3.3 C.8.8.3): finite and positive, never guessed."""
+    fix = "export the dose again from the planning system"
+    scaling = decimal_value(ds, "DoseGridScaling")
+    if scaling is None:
+        raise DicomError(f"{where}: Dose Grid Scaling is missing, so the dose is unknown; {fix}")
+    if not np.isfinite(scaling) or scaling <= 0:
+        raise DicomError(f"{where}: Dose Grid Scaling is {scaling:g}, not a positive number; {fix}")
+    return scaling
+
+
 def _rtdose_from(ds: Dataset, where: str, patient_position: str) -> RTDose:
     if ds.get("PixelData") is None:
         raise DicomError(f"{where} holds no dose grid (it may carry DVHs only)")
+    if str(ds.get("DoseType", "")).upper() == "ERROR":
+        raise DicomError(
+            f"{where}: Dose Type is ERROR, an uncertainty estimate and not a dose; give the "
+            "RTDOSE of the dose itself (Dose Type PHYSICAL or EFFECTIVE)"
+        )
     units = str(ds.get("DoseUnits", "")).upper()
     if units == "GY":
         unit = "Gy"
@@ -148,8 +165,12 @@ def _rtdose_from(ds: Dataset, where: str, patient_position: str) -> RTDose:
     except Exception as exc:  # pydicom raises several types for bad pixel data
         raise DicomError(f"{where}: dose pixel data cannot be decoded ({exc})") from None
     pixels = np.asarray(pixels).reshape(grid.shape)
-    scaling = float(ds.get("DoseGridScaling", 1.0) or 1.0)
-    dose = pixels.astype(np.float64) * scaling
+    if pixels.min() < 0:
+        raise DicomError(
+            f"{where}: negative dose pixel values (down to {int(pixels.min())}); a dose "
+            "cannot be negative: export the dose again from the planning system"
+        )
+    dose = pixels.astype(np.float64) * _dose_grid_scaling(ds, where)
     summation = str(ds.get("DoseSummationType", ""))
     plan_uid = None
     if "ReferencedRTPlanSequence" in ds and len(ds.ReferencedRTPlanSequence):

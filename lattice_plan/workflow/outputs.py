@@ -90,7 +90,8 @@ def write_case_outputs(
     structures added. Returns the paths written (relative names -> paths).
     Everything is written into a temporary sibling folder that replaces
     ``out_dir`` when complete; an earlier lattice_plan output there is replaced,
-    any other non-empty folder is refused.
+    any other non-empty folder is refused, and so is a folder that holds the CT
+    or the RTSTRUCT the outputs reference.
     """
     if not plans:
         raise PlanningError("write_case_outputs needs at least one plan")
@@ -101,7 +102,10 @@ def write_case_outputs(
         )
     out = Path(out_dir)
     paths: dict[str, Any] = {}
-    with atomic_output_dir(out, COMPLETE_MARKER) as tmp:
+    read_from = sorted({f.parent for f in ct_series.files}) if ct_series is not None else []
+    if source_rtstruct is not None:
+        read_from.append(Path(source_rtstruct))
+    with atomic_output_dir(out, COMPLETE_MARKER, read_from) as tmp:
         n_dicom = 2 + 2 * len(plans)
         report_progress(progress, "DICOM", 0, n_dicom)
         if write_ct:

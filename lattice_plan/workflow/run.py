@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lattice_plan.errors import PlanningError
+from lattice_plan.errors import PlanningError, SpecError
 from lattice_plan.geometry.patient import Patient
 from lattice_plan.io.atomic import refuse_foreign_dir
 from lattice_plan.io.ct import CTSeries
@@ -76,20 +76,51 @@ def plan_case(
     return plan
 
 
-def _spec_for(
-    arm: str, spec_files: Mapping[str, Any] | Sequence[Any] | None
-) -> str | os.PathLike[str] | None:
+def _specs_by_arm(
+    arms: Sequence[str], spec_files: Mapping[str, Any] | Sequence[Any] | None
+) -> dict[str, Any]:
+    """The spec of each arm that has one: a mapping's entry, or the listed file naming the arm.
+
+    A listed spec for an arm that is not planned, or a second one for an arm, is
+    refused: it would be silently ignored.
+    """
     if spec_files is None:
-        return None
+        return {}
     if isinstance(spec_files, Mapping):
-        for key, value in spec_files.items():
-            if str(key).upper() == arm:
-                return value
-        return None
+        by_key = {str(k).upper(): v for k, v in spec_files.items()}
+        return {arm: by_key[arm] for arm in arms if arm in by_key}
+    found: dict[str, Any] = {}
     for f in spec_files:
-        if load_spec(f).arm.value == arm:
-            return f
-    return None
+        arm = load_spec(f).arm.value
+        if arm not in arms:
+            raise SpecError(
+                f"plan spec {str(f)!r} is for arm {arm}, which is not planned (arms: "
+                f"{', '.join(arms)}); plan that arm too, or give a spec of a planned arm"
+            )
+        if arm in found:
+            raise SpecError(
+                f"two plan specs for arm {arm}: {str(found[arm])!r} and {str(f)!r}; give one "
+                "spec per arm"
+            )
+        found[arm] = f
+    return found
+
+
+def _input_paths(
+    spec_files: Mapping[str, Any] | Sequence[Any] | None,
+    protocol: str | Path | None,
+    ct_series: CTSeries | None,
+    source_rtstruct: str | os.PathLike[str] | None,
+) -> list[Path]:
+    """The files a case is made from: the output folder must not hold them."""
+    specs = spec_files.values() if isinstance(spec_files, Mapping) else spec_files or ()
+    paths = [Path(f) for f in specs if isinstance(f, str | os.PathLike)]
+    if protocol is not None and Path(protocol).is_file():
+        paths.append(Path(protocol))
+    paths += sorted({f.parent for f in ct_series.files}) if ct_series is not None else ()
+    if source_rtstruct is not None:
+        paths.append(Path(source_rtstruct))
+    return paths
 
 
 def run_case(
@@ -120,7 +151,10 @@ def run_case(
         raise PlanningError(f"give at least one arm of {', '.join(ARMS)}")
     if len(set(arm_list)) != len(arm_list):
         raise PlanningError(f"each arm once, got {arm_list}")
-    refuse_foreign_dir(out_dir, COMPLETE_MARKER)
+    specs = _specs_by_arm(arm_list, spec_files)
+    refuse_foreign_dir(
+        out_dir, COMPLETE_MARKER, _input_paths(spec_files, protocol, ct_series, source_rtstruct)
+    )
     plans = []
     for arm in arm_list:
         report_progress(progress, f"planning {arm}", 0, 1)
@@ -128,7 +162,7 @@ def run_case(
             plan_case(
                 patient,
                 arm,
-                spec=_spec_for(arm, spec_files),
+                spec=specs.get(arm),
                 overrides=overrides,
                 progress=progress,
                 protocol=protocol,

@@ -11,6 +11,7 @@ from lattice_plan.cli import main
 from lattice_plan.cohort import load_cohort
 from lattice_plan.phantoms import build_phantom
 from lattice_plan.workflow import run_case
+from tests.conftest import finished_pid
 
 # Coarse but complete: 5 mm phantom, 6 mm dose grid, few optimiser iterations.
 PHANTOM = "spacing_mm = [5.0, 5.0, 5.0], length_mm = 140.0"
@@ -126,7 +127,7 @@ def _check_rerun_skips_completed_and_redoes_interrupted(first_run):
     # Simulate a task killed before it completed: its record is gone and a partial folder is left.
     victim = out / "small" / "crt" / "default"
     (victim / TASK_RECORD).unlink()
-    partial = out / "small" / "crt" / ".default.partial-x1"
+    partial = out / "small" / "crt" / f".default.partial-{finished_pid()}-x1"
     partial.mkdir()
     third = run_cohort(load_cohort(path), out, workers=1)
     assert third.counts == {"ok": 1, "failed": 0, "skipped": 5}

@@ -17,6 +17,7 @@ from dask.distributed import WorkerPlugin
 from lattice_plan import batch
 from lattice_plan.batch import TASK_RECORD, run_cohort
 from lattice_plan.cohort import load_cohort
+from tests.conftest import finished_pid
 
 COHORT = """
 name = "resume-test"
@@ -126,7 +127,8 @@ def test_temporary_folders_of_killed_tasks_are_removed(cohort_dir):
     folder, _ = cohort_dir
     _run(folder)
     arm_dir = folder / "out" / "a" / "crt"
-    stale = [arm_dir / ".default.old-k3j2", arm_dir / ".default.partial-9x1"]
+    dead = finished_pid()  # the names hold the id of the process that wrote them
+    stale = [arm_dir / f".default.old-{dead}-k3j2", arm_dir / f".default.partial-{dead}-9x1"]
     for d in stale:
         (d / "figures").mkdir(parents=True)
         (d / "figures" / "dvh.png").write_bytes(b"png")

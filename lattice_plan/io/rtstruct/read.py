@@ -26,6 +26,7 @@ from lattice_plan.io.rtstruct.rois import (
     _PLANE_TOL_MM,
     _SPAN_TOL,
     END_CAPS,
+    RoiInfo,
     _contour_values,
     contour_points,
     referenced_image_uids,
@@ -241,25 +242,25 @@ def _structures_from(
     normal = grid.direction[:, 2]
     pitch = _plane_pitch_mm(ds, normal) or grid.spacing_mm[0]
     table = roi_table(ds)
-    wanted = None
-    if roi_names is not None:
-        wanted = {n.casefold() for n in roi_names}
-        known = {info.name.casefold() for info, _ in table}
-        unknown = sorted(n for n in roi_names if n.casefold() not in known)
-        if unknown:
-            raise DicomError(
-                f"{where} has no ROI named {', '.join(map(repr, unknown))}; it holds: "
-                f"{', '.join(info.name for info, _ in table)}"
-            )
+    wanted = None if roi_names is None else _matching_names(roi_names, table, where)
     structures: list[Structure] = []
     skipped: list[str] = []
     used: set[str] = set()
     for info, contours in table:
-        if wanted is not None and info.name.casefold() not in wanted:
+        if wanted is not None and info.name not in wanted:
             continue
         if info.skip_reason:
             skipped.append(f"{info.name} ({info.skip_reason})")
             continue
+        if frame_of_reference_uid and info.frame_of_reference_uid not in (
+            "",
+            frame_of_reference_uid,
+        ):
+            raise DicomError(
+                f"{where}: ROI {info.name!r} is in frame of reference "
+                f"{info.frame_of_reference_uid}, the image in {frame_of_reference_uid}: it "
+                "belongs to another scan; remove it from the structure set or leave it unread"
+            )
         mask, span = _roi_mask(contours, grid, pitch, info.name, end_cap)
         if not mask.any():
             log.warning(
@@ -270,6 +271,27 @@ def _structures_from(
             log.warning("%s: duplicate ROI name %r renamed %r", where, info.name, name)
         structures.append(Structure(name, mask, grid, info.kind, info.color, span))
     return StructureSet(tuple(structures), grid), skipped
+
+
+def _matching_names(
+    roi_names: Sequence[str], table: list[tuple[RoiInfo, list[Dataset]]], where: str
+) -> set[str]:
+    """The ROI names ``roi_names`` ask for: each name exactly where an ROI has it, otherwise
+    every ROI whose name differs only in case."""
+    present = [info.name for info, _ in table]
+    wanted: set[str] = set()
+    unknown = []
+    for n in roi_names:
+        matches = [n] if n in present else [m for m in present if m.casefold() == n.casefold()]
+        if not matches:
+            unknown.append(n)
+        wanted.update(matches)
+    if unknown:
+        raise DicomError(
+            f"{where} has no ROI named {', '.join(map(repr, sorted(unknown)))}; it holds: "
+            f"{', '.join(present)}"
+        )
+    return wanted
 
 
 def _referenced_series_uids(ds: Dataset) -> set[str]:

@@ -65,6 +65,7 @@ class RoiInfo:
     geometric_types: tuple[str, ...]
     kind: StructureKind
     skip_reason: str
+    frame_of_reference_uid: str = ""
 
 
 def _roi_kind(description: str, interpreted_type: str) -> StructureKind:
@@ -120,6 +121,7 @@ def roi_table(ds: Dataset) -> list[tuple[RoiInfo, list[Dataset]]]:
             geometric_types=geo,
             kind=_roi_kind(str(roi.get("ROIDescription", "") or ""), itype),
             skip_reason=reason,
+            frame_of_reference_uid=str(roi.get("ReferencedFrameOfReferenceUID", "") or ""),
         )
         table.append((info, closed))
     return table

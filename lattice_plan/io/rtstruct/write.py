@@ -116,7 +116,7 @@ def _roi_items(
     roi = Dataset()
     roi.ROINumber = number
     roi.ReferencedFrameOfReferenceUID = ct.frame_of_reference_uid
-    roi.ROIName = structure.name[:64]
+    roi.ROIName = structure.name
     roi.ROIDescription = f"{KIND_TAG}{structure.kind.value}"
     roi.ROIGenerationAlgorithm = "AUTOMATIC"
     rc = Dataset()
@@ -147,10 +147,20 @@ def _referenced_frame(ct: CTSeries) -> Dataset:
     return frame
 
 
+#: The longest ROI Name DICOM allows (value representation LO, PS3.5 6.2).
+MAX_ROI_NAME_CHARS = 64
+
+
 def _structures_on(structures: StructureSet | Iterable[Structure], ct: CTSeries) -> list[Structure]:
     items = list(structures)
     for s in items:
         ct.grid.require_same(s.grid, f"structure {s.name!r}")
+    for s in items:
+        if len(s.name) > MAX_ROI_NAME_CHARS:
+            raise DicomError(
+                f"ROI name {s.name!r} has {len(s.name)} characters; DICOM allows "
+                f"{MAX_ROI_NAME_CHARS} (ROI Name is LO): give a shorter name"
+            )
     names = [s.name.casefold() for s in items]
     if len(set(names)) != len(names):
         raise DicomError("structure names must be unique (case-insensitive) in one RTSTRUCT")
