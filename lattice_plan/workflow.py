@@ -1001,9 +1001,9 @@ def write_case_outputs(
         for n, plan in enumerate(plans):
             stem = _safe(plan.name)
             rp = write_rtplan(
-                plan.beams,
-                tmp / f"RTPLAN_{stem}.dcm",
-                ct.identity,
+                path=tmp / f"RTPLAN_{stem}.dcm",
+                identity=ct.identity,
+                **_rtplan_beams(plan),
                 n_fractions=plan.fractions,
                 dose_per_fraction_gy=plan.prescription.dose_per_fraction_gy,
                 label=plan.name,
@@ -1055,6 +1055,19 @@ def write_case_outputs(
         raise
     log.info("wrote %d outputs to %s", len(paths), out)
     return paths
+
+
+def _rtplan_beams(plan: Plan) -> dict[str, Any]:
+    """What a plan's RTPLAN holds: its control-point beams when it was sequenced (with the
+    optimised fluence maps beside them, and the machine's name), else its static beams."""
+    if not plan.delivery_beams:
+        return {"beams": plan.beams}
+    names = {b.name for b in plan.delivery_beams}
+    return {
+        "beams": plan.delivery_beams,
+        "fluence_beams": [b for b in plan.beams if b.name in names and b.fluence is not None],
+        "machine_name": plan.info.get("delivery", {}).get("machine"),
+    }
 
 
 def _flat_paths(paths: Mapping[str, Any]) -> list[Path]:
