@@ -47,6 +47,7 @@ import numpy as np
 from lattice_plan import __version__
 from lattice_plan.analysis import sfrt
 from lattice_plan.analysis.comparison import PlanDose, compare_plans
+from lattice_plan.analysis.delivery import ideal_vs_deliverable
 from lattice_plan.analysis.dvh import DVH
 from lattice_plan.analysis.radiobiology import default_alpha_beta_gy
 from lattice_plan.errors import (
@@ -553,8 +554,34 @@ def _plan_summary(plan: Plan, per_structure: Mapping[str, Mapping[str, Any]]) ->
     for key in ("stv_volume_cc", "stv_method"):
         if key in info:
             summary[key] = info[key]
+    summary.update(_delivery_summary(plan))
     summary["structures"] = {name: dict(m) for name, m in per_structure.items()}
     return summary
+
+
+_DELIVERY_ROWS = ("gtv_d98_gy", "vertex_dmean_gy", "valley_d50_gy", "pvdr_mean")
+
+
+def _delivery_summary(plan: Plan) -> dict[str, Any]:
+    """How the plan is delivered, and its metrics from the ideal and the deliverable dose."""
+    if "delivery" not in plan.info:
+        return {}
+    delivery = dict(plan.info["delivery"])
+    out: dict[str, Any] = {"delivery_method": delivery["method"]}
+    if plan.delivery_beams:
+        out["mu_per_beam"] = {b.name: b.mu for b in plan.delivery_beams}
+        out["delivery_time_s"] = delivery["delivery_time_s"]
+    compared = ideal_vs_deliverable(plan)
+    if compared is not None:
+        delivery.update(compared)
+        for key in _DELIVERY_ROWS:
+            if key in compared.get("ideal", {}):
+                out[f"{key}_ideal"] = compared["ideal"][key]
+                out[f"{key}_deliverable"] = compared["deliverable"][key]
+        if "pvdr_mean" in compared.get("kept", {}):
+            out["pvdr_mean_kept"] = compared["kept"]["pvdr_mean"]
+    out["delivery"] = delivery
+    return out
 
 
 _PLAN_ROWS: tuple[tuple[str, str], ...] = (
@@ -571,6 +598,15 @@ _PLAN_ROWS: tuple[tuple[str, str], ...] = (
     ("PVDR profile peak / valley", "pvdr_profile"),
     ("STV D95% (Gy)", "stv_d95_gy"),
     ("GTV edge mean dose (Gy)", "gtv_edge_mean_gy"),
+    ("delivery (MLC sequencing)", "delivery_method"),
+    ("delivery time (s, MU- and leaf-speed limited)", "delivery_time_s"),
+    ("PVDR mean/mean: ideal fluence", "pvdr_mean_ideal"),
+    ("PVDR mean/mean: deliverable / ideal", "pvdr_mean_kept"),
+    ("vertex Dmean (Gy): ideal fluence", "vertex_dmean_gy_ideal"),
+    ("valley D50 (Gy): ideal fluence", "valley_d50_gy_ideal"),
+    ("valley D50 (Gy): deliverable", "valley_d50_gy_deliverable"),
+    ("GTV D98% (Gy): ideal fluence", "gtv_d98_gy_ideal"),
+    ("GTV D98% (Gy): deliverable", "gtv_d98_gy_deliverable"),
 )
 
 

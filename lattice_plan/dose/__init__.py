@@ -5,9 +5,12 @@ __all__ = [
     "beam_data",
     "commission",
     "commission_fit",
+    "control_points",
+    "delivery",
     "engine",
     "fluence",
     "hu",
+    "machine",
     "model",
     "water",
 ]

@@ -4,4 +4,4 @@ Nothing here imports from the rest of the package; validation and unit/frame
 conversion happen in the wrappers that call these kernels.
 """
 
-__all__ = ["gamma", "interpolation", "raytrace", "superposition"]
+__all__ = ["gamma", "interpolation", "leaf_fluence", "raytrace", "superposition"]

@@ -15,6 +15,7 @@ __all__ = [
     "apertures",
     "beams",
     "crt",
+    "deliverable",
     "inverse",
     "layout",
     "objectives",
@@ -22,10 +23,12 @@ __all__ = [
     "plan",
     "prescription",
     "scart",
+    "sequencing",
     "sfrt",
     "spec",
     "spec_model",
     "spec_parse",
+    "step_and_shoot",
 ]
 
 

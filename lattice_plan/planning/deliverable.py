@@ -14,18 +14,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from lattice_plan.analysis.dvh import DVH
-from lattice_plan.analysis.sfrt import combined_dvh
 from lattice_plan.dose.control_points import ControlPointBeam
 from lattice_plan.dose.delivery import control_point_dose, delivery_time_s
 from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.dose.machine import Machine, default_machine, read_machine
-from lattice_plan.errors import AnalysisError, PlanningError
-from lattice_plan.geometry.structure import StructureKind
+from lattice_plan.errors import PlanningError
 from lattice_plan.geometry.volume import Volume
 from lattice_plan.planning.plan import Plan
 from lattice_plan.planning.sequencing import sliding_window
@@ -81,40 +77,6 @@ def sequence_beams(
     return tuple(out)
 
 
-def plan_metrics(plan: Plan) -> dict[str, float]:
-    """Metrics compared ideal vs deliverable: PVDR variants, vertex Dmean, valley D50, GTV D98, OAR max."""
-    dose = plan.require_dose()
-    s = plan.structures
-    out: dict[str, float] = {}
-
-    def first(kind: StructureKind) -> Any:
-        return next(iter(s.of_kind(kind)), None)
-
-    gtv, vertices, valley = (
-        first(StructureKind.GTV),
-        first(StructureKind.VERTEX),
-        first(StructureKind.VALLEY),
-    )
-    try:
-        if gtv is not None:
-            g = DVH.from_dose(dose, gtv)
-            out["gtv_d98_gy"] = g.dose_at_volume_percent(98.0)
-            out["pvdr_d10_d90"] = g.dose_at_volume_percent(10.0) / g.dose_at_volume_percent(90.0)
-        if vertices is not None and valley is not None:
-            peak = combined_dvh(dose, vertices).mean_gy
-            v = DVH.from_dose(dose, valley)
-            out["vertex_dmean_gy"] = peak
-            out["valley_d50_gy"] = v.dose_at_volume_percent(50.0)
-            out["pvdr_mean"] = peak / v.mean_gy
-            out["pvdr_vertex_mean_valley_d50"] = peak / out["valley_d50_gy"]
-        for oar in s.of_kind(StructureKind.OAR):
-            if oar.mask.any():
-                out[f"{oar.name}_dmax_gy"] = DVH.from_dose(dose, oar).max_gy
-    except (AnalysisError, ZeroDivisionError) as exc:
-        out["note"] = str(exc)  # type: ignore[assignment]
-    return out
-
-
 def make_deliverable(plan: Plan, engine: DoseEngine, spec: DeliverySpec) -> Plan:
     """The plan with its deliverable dose (normalised), its control-point beams and the ideal dose."""
     if spec.method == "ideal":
@@ -128,10 +90,6 @@ def make_deliverable(plan: Plan, engine: DoseEngine, spec: DeliverySpec) -> Plan
     dose = Volume(dose_fx.array * n_fx, dose_fx.grid, "Gy")
     t_dose = time.perf_counter() - t0 - t_seq
     deliverable = replace(plan, dose=dose, delivery_beams=cp_beams, ideal_dose=None).normalised()
-    ideal_m = plan_metrics(plan)
-    deliv_m = plan_metrics(deliverable)
-    ideal_m["total_mu"] = plan.info.get("sliding_window_mu", plan.total_mu)
-    deliv_m["total_mu"] = deliverable.total_mu
     beams_report = {
         cp.name: {
             "mu": cp.mu,
@@ -143,7 +101,19 @@ def make_deliverable(plan: Plan, engine: DoseEngine, spec: DeliverySpec) -> Plan
         for cp in deliverable.delivery_beams
     }
     info = {
-        **deliverable.info,
+        **plan.info,
+        # MU and modulation are the delivered ones; the fluence maps' are kept as ideal_*
+        "ideal_total_mu": plan.total_mu,
+        "total_mu": deliverable.total_mu,
+        "mu_per_beam": {b.name: b.mu for b in deliverable.delivery_beams},
+        **(
+            {
+                "ideal_modulation": plan.info["modulation"],
+                "modulation": plan.info["modulation"] * deliverable.total_mu / plan.total_mu,
+            }
+            if "modulation" in plan.info
+            else {}
+        ),
         "delivery": {
             "method": spec.method,
             "machine": machine.name,
@@ -151,12 +121,10 @@ def make_deliverable(plan: Plan, engine: DoseEngine, spec: DeliverySpec) -> Plan
             "gantry_step_deg": spec.gantry_step_deg,
             "normalisation_factor": deliverable.info["normalisation_factor"],
             "total_mu": deliverable.total_mu,
+            "ideal_sliding_window_mu_estimate": plan.info.get("sliding_window_mu"),
             "delivery_time_s": float(sum(r["delivery_time_s"] for r in beams_report.values())),
             "beams": beams_report,
-            "ideal": ideal_m,
-            "deliverable": deliv_m,
             "timings_s": {"sequencing": round(t_seq, 3), "dose": round(t_dose, 3)},
         },
-        "normalisation_factor": plan.info.get("normalisation_factor"),
     }
     return replace(deliverable, ideal_dose=plan.dose, info=info)

@@ -13,7 +13,9 @@ objectives, :func:`build_optimised_plan`
    operator and its adjoint; the objectives are in Gy for the whole course;
 4. turns the weights into beams with MU per fraction and a fluence map,
    computes the final dose with the engine on the whole dose grid, and
-   normalises the plan to its prescription;
+   normalises the plan to its prescription; then sequences the maps into
+   control points and makes their dose, renormalised, the plan's dose (the
+   fluence-map dose is kept as ``Plan.ideal_dose``);
 5. reports the total MU and the modulation: the MU of the plan over the MU
    of the same beams with open fluence over their active beamlets (equal MU
    per beam) normalised to the same prescription. A beam's MU is its largest
@@ -54,6 +56,7 @@ from lattice_plan.planning.beams import (
     isocentre_of,
     sliding_window_mu,
 )
+from lattice_plan.planning.deliverable import DeliverySpec, make_deliverable
 from lattice_plan.planning.objectives import (
     MaxDose,
     MeanDose,
@@ -271,6 +274,7 @@ def build_optimised_plan(
     smoothness: float = DEFAULT_SMOOTHNESS,
     info: dict[str, Any] | None = None,
     started_s: float | None = None,
+    delivery: DeliverySpec | None = None,
 ) -> Plan:
     """Optimise, compute and normalise a fluence-modulated plan (see the module docstring).
 
@@ -278,7 +282,9 @@ def build_optimised_plan(
     made for it); ``fluence_target`` is what the beamlet maps cover (the GTV).
     ``started_s`` (``time.perf_counter()``) is when the caller began building
     those structures: the time until now is reported as ``geometry`` and counts
-    in the ``total``.
+    in the ``total``. ``delivery`` says how the maps are delivered (default:
+    sliding window on the default machine); the plan's dose is then the
+    deliverable one (:func:`lattice_plan.planning.deliverable.make_deliverable`).
     """
     t_start = time.perf_counter()
     t_begin = t_start if started_s is None else started_s
@@ -390,7 +396,9 @@ def build_optimised_plan(
         plan.total_mu,
         plan_info["modulation"],
     )
-    return replace(plan, info=plan_info)
+    return make_deliverable(
+        replace(plan, info=plan_info), eng, delivery if delivery is not None else DeliverySpec()
+    )
 
 
 def add_structures(base: StructureSet, *new: Structure) -> StructureSet:

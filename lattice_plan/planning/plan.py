@@ -53,6 +53,7 @@ ARM_ONLY_SPEC_TABLES: dict[str, tuple[str, ...]] = {
     "crt": ("CRT",),
     "optimiser": ("SFRT", "SCART"),
     "objectives": ("SFRT", "SCART"),
+    "delivery": ("SFRT", "SCART"),
 }
 
 

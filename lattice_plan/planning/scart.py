@@ -30,6 +30,7 @@ from lattice_plan.geometry.lattice import ring_structure
 from lattice_plan.geometry.patient import Patient
 from lattice_plan.geometry.scart import SCART_METHODS, scart_core
 from lattice_plan.geometry.structure import Structure
+from lattice_plan.planning.deliverable import DeliverySpec
 from lattice_plan.planning.inverse import (
     add_structures,
     build_optimised_plan,
@@ -155,6 +156,7 @@ def build_scart_plan(
     dose_spacing_mm: float = 2.5,
     max_iterations: int = 200,
     progress: Callable[[int, float], None] | None = None,
+    delivery: DeliverySpec | None = None,
     name: str = "SCART",
 ) -> Plan:
     """An optimised SCART plan of ``patient`` (see the module docstring).
@@ -205,6 +207,7 @@ def build_scart_plan(
         engine=engine,
         dose_spacing_mm=dose_spacing_mm,
         max_iterations=max_iterations,
+        delivery=delivery,
         progress=progress,
         started_s=t0,
         info={

@@ -34,6 +34,7 @@ from lattice_plan.geometry.lattice import (
 from lattice_plan.geometry.morphology import contract, expand
 from lattice_plan.geometry.patient import Patient
 from lattice_plan.geometry.structure import Structure, StructureKind
+from lattice_plan.planning.deliverable import DeliverySpec
 from lattice_plan.planning.inverse import (
     add_structures,
     build_optimised_plan,
@@ -121,6 +122,7 @@ def build_sfrt_plan(
     dose_spacing_mm: float = 2.5,
     max_iterations: int = 200,
     progress: Callable[[int, float], None] | None = None,
+    delivery: DeliverySpec | None = None,
     name: str = "SFRT",
 ) -> Plan:
     """An optimised lattice plan of ``patient`` (see the module docstring).
@@ -171,6 +173,7 @@ def build_sfrt_plan(
         engine=engine,
         dose_spacing_mm=dose_spacing_mm,
         max_iterations=max_iterations,
+        delivery=delivery,
         progress=progress,
         started_s=t0,
         info={

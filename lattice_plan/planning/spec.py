@@ -43,6 +43,17 @@ SFRT specs take a ``[lattice]`` table (the fields of
     dose_gy = 8.0
     weight = 5.0
 
+Both also take a ``[delivery]`` table (the fields of
+:class:`lattice_plan.planning.deliverable.DeliverySpec`): how the optimised
+fluence maps are delivered, and so what the plan's dose is::
+
+    [delivery]
+    method = "sliding_window"        # or "step_and_shoot" (with levels) or "ideal" (no sequencing)
+    levels = 10                      # step-and-shoot intensity levels
+    machine = "varian-120"           # a shipped machine (varian-120, mlc-80) or a machine TOML file
+    gantry_step_deg = 2.0
+    min_segment_mu = 1.0
+
 Objective types: min_dose, max_dose, uniform_dose, mean_dose, dvh, geud,
 peak, valley, edge, falloff; their keys are the constructor arguments of the
 matching class (``dose_gy``, ``volume_pct``, ``sense``, ``a``, ``target``,

@@ -13,6 +13,7 @@ from lattice_plan.geometry.lattice import LatticeParameters
 from lattice_plan.geometry.structure import StructureSet
 from lattice_plan.planning import objectives as obj_module
 from lattice_plan.planning.crt import PTV_NAME
+from lattice_plan.planning.deliverable import DeliverySpec
 from lattice_plan.planning.plan import ARM_ONLY_SPEC_TABLES, Arm
 from lattice_plan.planning.prescription import Prescription
 from lattice_plan.planning.scart import STV, ScartParameters
@@ -111,6 +112,7 @@ class PlanSpec:
     objectives: tuple[obj_module.Objective, ...] | None = None
     dose_spacing_mm: float | None = None
     max_iterations: int | None = None
+    delivery: DeliverySpec | None = None
     description: str = ""
     source: str = "<spec>"
 
@@ -184,6 +186,8 @@ class PlanSpec:
             kw["objectives"] = self.objectives
         if self.max_iterations is not None:
             kw["max_iterations"] = self.max_iterations
+        if self.delivery is not None:
+            kw["delivery"] = self.delivery
         if self.arm is Arm.SFRT and self.lattice is not None:
             kw["lattice"] = self.lattice
         if self.arm is Arm.SCART and self.core is not None:

@@ -14,6 +14,7 @@ from lattice_plan.errors import LatticePlanError, SpecError
 from lattice_plan.geometry.lattice import LatticeParameters
 from lattice_plan.planning import objectives as obj_module
 from lattice_plan.planning.beams import BEAMLET_SIZES_MM
+from lattice_plan.planning.deliverable import DeliverySpec
 from lattice_plan.planning.plan import Arm
 from lattice_plan.planning.scart import ScartParameters
 from lattice_plan.planning.spec_model import (
@@ -174,6 +175,12 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> PlanSpec:
         except LatticePlanError as exc:
             raise SpecError(f"{source}: [[objectives]]: {exc}") from exc
 
+    delivery = None
+    if "delivery" in data:
+        delivery = dataclass_from_table(
+            DeliverySpec, TomlTable(data["delivery"], "delivery", source)
+        )
+
     lattice = core = None
     if "lattice" in data:
         lattice = dataclass_from_table(
@@ -196,6 +203,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> PlanSpec:
         objectives=objectives,
         dose_spacing_mm=dose_spacing,
         max_iterations=max_iterations,
+        delivery=delivery,
         description=description,
         source=source,
     )

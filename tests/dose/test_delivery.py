@@ -128,3 +128,17 @@ def test_couch_moving_during_beam_on_is_refused():
         DoseError, match="beam 'moving-couch', control points 0->1: couch angle changes"
     ):
         beams_for_dose(b, MACHINE)
+
+
+def test_beams_at_two_isocentres_add_up(engine):
+    jaws = Jaws.symmetric(20, 20)
+    a = replace(_square(10.0, jaws), name="a", isocenter_lps_mm=(-20.0, 0.0, 0.0))
+    b = replace(_square(10.0, jaws), name="b", isocenter_lps_mm=(20.0, 0.0, 0.0))
+    both = control_point_dose(engine, [a, b], MACHINE).array
+    parts = [control_point_dose(engine, [x], MACHINE).array for x in (a, b)]
+    np.testing.assert_allclose(both, parts[0] + parts[1], rtol=1e-12, atol=1e-15)
+    # each field is centred on its own isocentre: the dose profile along x peaks at -20 and +20 mm
+    c = engine.dose_grid.shape[0] // 2
+    row = parts[0][c, c, :]
+    x = engine.dose_grid.origin_lps_mm[0] + engine.dose_grid.spacing_mm[0] * np.arange(len(row))
+    assert x[np.argmax(row)] == pytest.approx(-20.0, abs=5.0)

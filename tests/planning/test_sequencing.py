@@ -72,6 +72,22 @@ def test_sliding_window_reproduces_the_map_and_respects_the_machine(values):
     assert cp.technique == "sliding_window" and cp.gantry_path_deg()[0] == 30.0
 
 
+def test_sliding_window_keeps_the_minimum_gap_where_the_gap_sets_the_fluence():
+    # Low intensities (a few MU, below G / v) make the minimum gap bind; its staircase jumps at
+    # column edges - G must line up exactly (an early version evaluated them at (e - G) + G,
+    # which rounds below e, and the leaves crossed by 0.1 mm).
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0, 1, (4, 8)) * (rng.uniform(0, 1, (4, 8)) < 0.5)
+    values[0, 0] = 1.0
+    beam = _beam(values, mu=5.0)
+    cp, _ = sliding_window(beam, MACHINE)
+    x1, x2 = cp.banks()
+    active = leaf_rows(beam, MACHINE).active
+    assert np.min((x2 - x1)[:, active]) >= MACHINE.min_leaf_gap_mm - 1e-9
+    err, _ = _compare(beam, cp)
+    assert err <= GAP_MM / V_MM_PER_MU + 1e-9
+
+
 def test_sliding_window_mu_is_the_analytic_unidirectional_sweep_value():
     # One row on one 5 mm leaf pair: MU = travel / v + sum of rises of I from 0 (Spirou and Chui
     # 1994; Stein et al. 1994), + max(0, G/v - I_last) for the minimum gap at the last column.

@@ -89,8 +89,11 @@ def test_sfrt_mu_and_modulation(sfrt, engine):
     assert info["total_mu"] == pytest.approx(plan.total_mu)
     assert info["modulation"] == pytest.approx(plan.total_mu / info["open_field_total_mu"])
     assert info["modulation"] > 1.0  # a modulated plan needs more MU than open fields
-    # Delivering the maps by sliding window takes at least the fluence MU of each beam.
-    assert info["sliding_window_mu"] >= plan.total_mu
+    # Delivering the maps by sliding window takes at least the fluence MU of each beam; the
+    # plan's MU are those of its sequenced control-point beams (sliding window by default).
+    assert info["sliding_window_mu"] >= info["ideal_total_mu"]
+    assert plan.total_mu == pytest.approx(sum(b.mu for b in plan.delivery_beams))
+    assert info["delivery"]["method"] == "sliding_window" and len(plan.delivery_beams) == 9
     # The open-field reference: the same beams open over their active beamlets (the target's
     # projection plus 5 mm), equal MU, deliver the prescription with open_field_total_mu.
     arrangement = coplanar_arrangement(9)
