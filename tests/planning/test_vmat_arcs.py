@@ -82,7 +82,7 @@ def test_sector_cuts_cover_every_control_point_once_and_interleave():
         assert all(b - a >= 1 for a, b in s)
     assert len(sector_cuts(121, 8, 0.0)) == 8
     # half a sector later: 8 - 1 full sectors and two half sectors at the ends
-    assert [b - a + 1 for a, b in sector_cuts(121, 8, 0.5)][0] == 8
+    assert sector_cuts(121, 8, 0.5)[0] == (0, 7)
 
 
 def _peaked_beam(collimator_deg: float) -> Beam:
