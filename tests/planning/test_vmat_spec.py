@@ -68,3 +68,22 @@ def test_vmat_spec_dispatch_replans_the_arm_plan_on_its_arcs(monkeypatch, phanto
     name, kwargs = calls["vmat"]
     assert name == "ref" and kwargs["arcs"] == (Arc(**ARC),) and kwargs["name"] == "S"
     assert kwargs["machine"].name == "varian-120"
+
+
+def test_vmat_is_a_plan_override_and_a_cohort_sweep_key():
+    from lattice_plan.cohort import CaseSource, Cohort
+    from lattice_plan.workflow import apply_overrides
+
+    # lattice-plan plan --set delivery.method=vmat
+    s = parse_spec(apply_overrides({"plan": {"arm": "SCART"}}, {"delivery.method": "vmat"}))
+    assert s.delivery.method == "vmat" and s.arcs is None
+    # [sweep] "delivery.method" = ["sliding_window", "vmat"]: both for SFRT, none for CRT
+    sweep = {"delivery.method": ("sliding_window", "vmat")}
+    case = CaseSource("p1", phantom={})
+    tasks = Cohort("c", (case,), ("SFRT", "CRT"), sweep).tasks()
+    labels = sorted((t.arm, t.params_label) for t in tasks)
+    assert labels == [
+        ("CRT", "default"),
+        ("SFRT", "method-slidingwindow"),
+        ("SFRT", "method-vmat"),
+    ]
