@@ -110,7 +110,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     bars = _progress(args)
     try:
-        summary = run_demo(Path(args.out), fast=args.fast, progress=bars)
+        summary = run_demo(Path(args.out), fast=args.fast, delivery=args.delivery, progress=bars)
     finally:
         bars.close()
     if not args.quiet:
@@ -647,6 +647,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--fast",
         action="store_true",
         help="coarse and quick: 4 mm CT, 5 mm dose grid, 12 optimiser iterations",
+    )
+    demo.add_argument(
+        "--delivery",
+        choices=["sliding_window", "step_and_shoot", "ideal", "vmat"],
+        help="how the SFRT and SCART plans are delivered (vmat: two full arcs); default sliding_window",
     )
     demo.set_defaults(func=_cmd_demo)
 

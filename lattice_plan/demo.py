@@ -47,9 +47,13 @@ def run_demo(
     out_dir: str | os.PathLike[str],
     *,
     fast: bool = False,
+    delivery: str | None = None,
     progress: Progress | None = None,
 ) -> str:
     """Plan, evaluate and write the three arms of the built-in phantom into ``out_dir``.
+
+    ``delivery`` sets the SFRT and SCART plans' ``[delivery] method`` (e.g.
+    ``"vmat"``: two full arcs, :mod:`lattice_plan.planning.vmat`); default: the spec's.
 
     Returns a human-readable summary (eligibility, per plan its prescription,
     key metrics and protocol verdict, and where the outputs are).
@@ -61,7 +65,10 @@ def run_demo(
         patient,
         ARMS,
         out_dir,
-        overrides=settings.overrides,
+        overrides={
+            **settings.overrides,
+            **({} if delivery is None else {"delivery.method": delivery}),
+        },
         protocol="builtin",
         write_ct=True,
         progress=progress,
