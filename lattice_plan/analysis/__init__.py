@@ -7,7 +7,6 @@ from lattice_plan.analysis.comparison import (
     compare_plans,
     standard_metrics,
 )
-from lattice_plan.analysis.delivery import delivery_metrics, ideal_vs_deliverable
 from lattice_plan.analysis.dvh import DVH, evaluate_metric
 from lattice_plan.analysis.gamma import GammaResult, gamma_index
 from lattice_plan.analysis.metric_strings import ACCEPTED_FORMS, MetricSpec, parse_metric
@@ -66,7 +65,6 @@ __all__ = [
     "combined_dvh",
     "compare_plans",
     "default_alpha_beta_gy",
-    "delivery_metrics",
     "eqd2_gy",
     "eqd2_volume",
     "eud_gy",
@@ -76,7 +74,6 @@ __all__ = [
     "geud_gy",
     "gradient_index",
     "homogeneity_index",
-    "ideal_vs_deliverable",
     "onion_layers",
     "paddick_ci",
     "parse_metric",

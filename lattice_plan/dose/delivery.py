@@ -22,6 +22,7 @@ has ``FluenceMap.delivered = True`` so the engine adds no transmission of its ow
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -119,7 +120,7 @@ def trajectory_fluence(
     j = traj.jaws
     lo = np.floor([j[:, 0].min(), j[:, 2].min()])
     hi = np.ceil([j[:, 1].max(), j[:, 3].max()])
-    nx, ny = (round(v) for v in np.maximum((hi - lo) / pixel_mm, 1))
+    nx, ny = (max(1, math.ceil(v - 1e-9)) for v in (hi - lo) / pixel_mm)
     offs = (np.arange(sub) + 0.5) / sub * pixel_mm
     xs = (lo[0] + pixel_mm * np.arange(nx)[:, None] + offs[None, :]).ravel()
     ys = (lo[1] + pixel_mm * np.arange(ny)[:, None] + offs[None, :]).ravel()

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from lattice_plan.dose.beam import Beam, Jaws
 from lattice_plan.dose.control_points import ControlPoint, ControlPointBeam
+from lattice_plan.dose.delivery import delivery_time_s
 from lattice_plan.dose.machine import Machine
 from lattice_plan.errors import PlanningError
 
@@ -173,7 +174,7 @@ def sliding_window(beam: Beam, machine: Machine) -> tuple[ControlPointBeam, Sequ
     dt = np.diff(m) / machine.max_mu_per_s
     speed = float(np.max(np.abs(np.diff(np.concatenate([x1, x2], axis=1), axis=0)) / dt[:, None]))
     report = SequencingReport(
-        beam.name, "sliding_window", float(mu), len(m), 0, float(mu / machine.max_mu_per_s), speed
+        beam.name, "sliding_window", float(mu), len(m), 0, delivery_time_s(cp_beam, machine), speed
     )
     return cp_beam, report
 

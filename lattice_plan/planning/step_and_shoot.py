@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from lattice_plan.dose.beam import Beam
 from lattice_plan.dose.control_points import ControlPointBeam
+from lattice_plan.dose.delivery import delivery_time_s
 from lattice_plan.dose.machine import Machine
 from lattice_plan.errors import PlanningError
 from lattice_plan.planning.sequencing import (
@@ -99,15 +100,13 @@ def step_and_shoot(
     x1 = np.repeat(np.array([s[0] for s in segments]), 2, axis=0)
     x2 = np.repeat(np.array([s[1] for s in segments]), 2, axis=0)
     cp_beam = cp_beam_from_apertures(beam, machine, rows.jaws, weights, x1, x2, mu, "STATIC")
-    travel = np.max(np.abs(np.diff(np.concatenate([x1, x2], axis=1)[::2], axis=0)), axis=1)
-    time_s = mu / machine.max_mu_per_s + float(np.sum(travel)) / machine.max_leaf_speed_mm_s
     report = SequencingReport(
         beam.name,
         "step_and_shoot",
         mu,
         len(weights),
         len(segments),
-        time_s,
+        delivery_time_s(cp_beam, machine),
         0.0,
         dropped,
     )

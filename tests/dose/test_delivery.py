@@ -9,7 +9,7 @@ import pytest
 
 from lattice_plan.dose.beam import Beam, Jaws
 from lattice_plan.dose.control_points import ControlPoint, ControlPointBeam
-from lattice_plan.dose.delivery import beams_for_dose, control_point_dose
+from lattice_plan.dose.delivery import beams_for_dose, control_point_dose, delivery_time_s
 from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.dose.machine import default_machine
 from lattice_plan.dose.model import BeamModel
@@ -142,3 +142,14 @@ def test_beams_at_two_isocentres_add_up(engine):
     row = parts[0][c, c, :]
     x = engine.dose_grid.origin_lps_mm[0] + engine.dose_grid.spacing_mm[0] * np.arange(len(row))
     assert x[np.argmax(row)] == pytest.approx(-20.0, abs=5.0)
+
+
+def test_delivery_time_is_set_by_the_slowest_axis():
+    # 60 deg of arc at 6 deg/s takes 10 s, longer than its 10 MU at 600 MU/min (1 s)
+    arc = replace(
+        _square(15.0, Jaws.symmetric(30, 30), gantry=(330.0, 30.0), direction="CW", n_cp=7),
+        mu=10.0,
+    )
+    assert delivery_time_s(arc, MACHINE) == pytest.approx(60.0 / MACHINE.max_gantry_speed_deg_s)
+    # a static field: beam-on time only, 100 MU at 10 MU/s
+    assert delivery_time_s(_square(15.0, Jaws.symmetric(30, 30)), MACHINE) == pytest.approx(10.0)
