@@ -18,7 +18,9 @@ use, so ``lattice-plan --help`` stays fast)::
 - dose: ``DoseEngine``, ``BeamModel``, ``Beam``, ``Jaws``;
 - planning: ``load_spec``, ``plan_patient``, ``plan_from_spec``, ``Plan``, ``Arm``;
 - DICOM: ``read_ct_series``, ``read_rtstruct``, ``read_rtdose``, ``read_rtplan``,
-  ``read_patient``, ``write_patient``, ``write_rtdose``, ``write_rtplan``;
+  ``read_rtplan_delivery`` (control points), ``read_patient``, ``write_patient``,
+  ``write_rtdose``, ``write_rtplan``;
+- secondary check: ``recalc_rtplan`` (the dose of any photon RTPLAN on its CT);
 - analysis: ``DVH``, ``compare_plans``, ``gamma_index``, ``evaluate_metric``;
 - protocols: ``load_protocol``, ``load_builtin_protocol``, ``check``, ``check_dicom``;
 - cohorts: ``load_cohort``, ``run_cohort``.
@@ -62,6 +64,8 @@ _API: dict[str, str] = {
     "write_rtdose": "lattice_plan.io.rtdose",
     "read_rtplan": "lattice_plan.io.rtplan",
     "write_rtplan": "lattice_plan.io.rtplan",
+    "read_rtplan_delivery": "lattice_plan.io.rtplan",
+    "recalc_rtplan": "lattice_plan.recalc",
     "DVH": "lattice_plan.analysis",
     "compare_plans": "lattice_plan.analysis",
     "gamma_index": "lattice_plan.analysis",

@@ -1,4 +1,4 @@
-"""DVHs, dose metrics, PVDR and SFRT metrics, radiobiology, plan comparison and gamma."""
+"""DVHs, dose metrics, PVDR and SFRT metrics, radiobiology, plan comparison, gamma and dose checks."""
 
 from lattice_plan.analysis.comparison import (
     ComparisonRow,
@@ -7,6 +7,7 @@ from lattice_plan.analysis.comparison import (
     compare_plans,
     standard_metrics,
 )
+from lattice_plan.analysis.dose_agreement import DoseAgreement, dose_agreement
 from lattice_plan.analysis.dvh import DVH, evaluate_metric
 from lattice_plan.analysis.gamma import GammaResult, gamma_index
 from lattice_plan.analysis.metric_strings import ACCEPTED_FORMS, MetricSpec, parse_metric
@@ -50,6 +51,7 @@ __all__ = [
     "DVH",
     "ComparisonRow",
     "ComparisonTable",
+    "DoseAgreement",
     "DoseSamples",
     "GammaResult",
     "MetricSpec",
@@ -65,6 +67,7 @@ __all__ = [
     "combined_dvh",
     "compare_plans",
     "default_alpha_beta_gy",
+    "dose_agreement",
     "eqd2_gy",
     "eqd2_volume",
     "eud_gy",

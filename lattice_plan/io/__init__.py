@@ -11,7 +11,10 @@ DICOM modules (import from the submodule):
   ``add_to_rtstruct``, ``list_rois``, ``read_patient`` / ``write_patient`` (CT + structures).
 - ``io.rtdose``: ``read_rtdose`` (a dose Volume) / ``load_rtdose`` (with its context),
   ``write_rtdose``.
-- ``io.rtplan``: ``read_rtplan``, ``write_rtplan``; ``io.fluence_text``: optimal-fluence files.
+- ``io.rtplan``: ``read_rtplan`` (static view), ``read_rtplan_delivery`` (every beam as
+  control points, with its machine), ``write_rtplan`` (static and control-point beams);
+  implemented in ``rtplan_read``, ``rtplan_delivery``, ``rtplan_write`` and ``rtplan_beams``.
+  ``io.fluence_text``: optimal-fluence files.
 - ``io.listing``: ``list_dicom_folder`` (what a folder holds and what references what).
 - ``io.rtutils_compat``: rt-utils 1.2.7 used around its known faults (tests only: rt-utils
   and OpenCV come with the test extra, ``pip install lattice-plan[test]``).

@@ -202,7 +202,7 @@ def _read_beam(
     cps = list(item.get("ControlPointSequence", []) or [])
     if len(cps) < 2:
         raise _refuse(where, label, f"{len(cps)} control point(s); a beam needs at least 2")
-    last_w = _weight(cps[-1], len(cps) - 1)
+    last_w = _weight(cps[-1], len(cps) - 1, where, label)
     final = item.get("FinalCumulativeMetersetWeight")
     final_w = float(final) if final not in (None, "") else last_w
     if not final_w > 0:
@@ -239,10 +239,10 @@ def _read_beam(
     return beam, mach
 
 
-def _weight(cp: Dataset, index: int) -> float:
+def _weight(cp: Dataset, index: int, where: str, label: str) -> float:
     w = cp.get("CumulativeMetersetWeight")
     if w in (None, ""):
-        raise DicomError(f"control point {index} has no cumulative meterset weight")
+        raise _refuse(where, f"{label}, control point {index}", "no cumulative meterset weight")
     return float(w)
 
 
@@ -298,7 +298,7 @@ def _control_points(
                 leaves = values
         if has_mlc and leaves is None:
             raise _refuse(where, at, "the beam declares an MLCX but no leaf positions are given")
-        weight = _weight(cp, index) / final_w
+        weight = _weight(cp, index, where, label) / final_w
         if abs(weight - 1.0) <= _WEIGHT_TOL:
             weight = 1.0  # written as 0.99999999 or 1.00000001 by some systems
         if weight > 1.0:

@@ -153,6 +153,10 @@ def test_control_points_inherit_what_they_do_not_repeat(plan_file, tmp_path):
     assert beam.technique == "step_and_shoot"
 
 
+def _no_weight(ds):
+    del ds.BeamSequence[0].ControlPointSequence[1].CumulativeMetersetWeight
+
+
 def _cross(ds):
     d = _positions(ds.BeamSequence[0].ControlPointSequence[1], "MLCX")
     v = [float(x) for x in d.LeafJawPositions]
@@ -216,6 +220,7 @@ def _unknown_machine(ds):
             _non_monotonic,
             r"beam 2 'SNS', control point 2: cumulative meterset weight 0.3 is below the previous 0.5",
         ),
+        (_no_weight, r"beam 1 'SW', control point 1: no cumulative meterset weight"),
         (_cross, r"beam 1 'SW', control point 1: leaf pair 30 crosses"),
         (
             _missing_mlc,
@@ -235,6 +240,7 @@ def _unknown_machine(ds):
     ],
     ids=[
         "non-monotonic",
+        "no-weight",
         "crossing",
         "missing-mlc",
         "wedge",
