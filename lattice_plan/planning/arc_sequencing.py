@@ -64,7 +64,7 @@ def sector_cuts(n_cp: int, n_sectors: int, phase: float = 0.0) -> list[tuple[int
     ranges = [(a, b - 1) for a, b in zip(starts, [*starts[1:], n_cp], strict=True)]
     merged: list[tuple[int, int]] = []
     for a, b in ranges:
-        if merged and (b - a < 1 or merged[-1][1] - merged[-1][0] < 1):
+        if merged and merged[-1][1] - merged[-1][0] < 1:
             merged[-1] = (merged[-1][0], b)
         else:
             merged.append((a, b))

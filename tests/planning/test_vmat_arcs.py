@@ -83,6 +83,8 @@ def test_sector_cuts_cover_every_control_point_once_and_interleave():
     assert len(sector_cuts(121, 8, 0.0)) == 8
     # half a sector later: 8 - 1 full sectors and two half sectors at the ends
     assert sector_cuts(121, 8, 0.5)[0] == (0, 7)
+    # a short arc: as many sectors of at least two control points as fit
+    assert sector_cuts(5, 8) == [(0, 1), (2, 4)]
 
 
 def _peaked_beam(collimator_deg: float) -> Beam:
