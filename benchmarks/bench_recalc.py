@@ -23,7 +23,7 @@ from lattice_plan.dose.machine import default_machine
 from lattice_plan.io.ct import write_ct_series
 from lattice_plan.io.rtplan import write_rtplan
 from lattice_plan.phantoms import build_phantom
-from lattice_plan.recalc import recalculate
+from lattice_plan.workflow.recalc import recalculate
 
 N_ARCS = 8
 N_CP = 91  # per arc: 180 degrees at 2 degrees

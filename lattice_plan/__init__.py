@@ -65,7 +65,7 @@ _API: dict[str, str] = {
     "read_rtplan": "lattice_plan.io.rtplan",
     "write_rtplan": "lattice_plan.io.rtplan",
     "read_rtplan_delivery": "lattice_plan.io.rtplan",
-    "recalc_rtplan": "lattice_plan.recalc",
+    "recalc_rtplan": "lattice_plan.workflow.recalc",
     "DVH": "lattice_plan.analysis",
     "compare_plans": "lattice_plan.analysis",
     "gamma_index": "lattice_plan.analysis",

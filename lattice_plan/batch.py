@@ -24,7 +24,6 @@ import io
 import json
 import logging
 import os
-import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -34,14 +33,13 @@ from typing import Any
 
 from lattice_plan.cohort import CaseSource, Cohort, CohortTask
 from lattice_plan.errors import LatticePlanError
-from lattice_plan.files import atomic_output_path, prepare_output_dir
+from lattice_plan.files import atomic_output_path, prepare_output_dir, remove_stale_staging
 from lattice_plan.geometry.patient import Patient
 
 log = logging.getLogger(__name__)
 
 TASK_RECORD = "task.json"
 # Temporary folders of run_case (".<name>.partial-*", ".<name>.old-*") left by a killed task.
-_STALE_PATTERNS = (".*.partial-*", ".*.old-*")
 # Peak memory of one planning task on the built-in phantom (2.5 mm grid, 9 beams) is
 # about 1.5 GB (benchmarks/bench_planning.py); leave room for the worker process itself.
 MEMORY_PER_TASK_BYTES = 3 * 1024**3
@@ -196,13 +194,6 @@ def _completed_row(task: CohortTask, content_hash: str, out_root: Path) -> TaskR
     return row
 
 
-def _remove_stale_temporaries(out_root: Path) -> None:
-    for pattern in _STALE_PATTERNS:
-        for tmp in out_root.rglob(pattern):
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-
-
 def run_cohort(
     cohort: Cohort,
     out_dir: str | Path,
@@ -218,7 +209,7 @@ def run_cohort(
     ``progress(done, total, row)`` is called as each task finishes or is skipped.
     """
     out_root = prepare_output_dir(out_dir)
-    _remove_stale_temporaries(out_root)
+    remove_stale_staging(out_root)
     tasks = cohort.tasks()
     total = len(tasks)
     rows: list[TaskRow] = []

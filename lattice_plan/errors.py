@@ -59,3 +59,9 @@ class ProtocolError(LatticePlanError, ValueError):
 
 class VisualizationError(LatticePlanError, RuntimeError):
     """A figure or 3D scene that cannot be drawn as asked (no display, empty scene, unknown view)."""
+
+
+class ExportedPlanError(AnalysisError, ProtocolError):
+    """An exported plan (RTDOSE, RTPLAN) that cannot be evaluated or checked as given: a relative
+    or partial dose, a dose of another plan, fractions that are missing or contradict the plan.
+    It is an AnalysisError and a ProtocolError, as the evaluation and the protocol check raised."""

@@ -24,7 +24,7 @@ from lattice_plan.io.ct import write_ct_series
 from lattice_plan.io.rtdose import load_rtdose, write_rtdose
 from lattice_plan.io.rtplan import write_rtplan
 from lattice_plan.io.rtstruct import write_rtstruct
-from lattice_plan.recalc import body_from_ct
+from lattice_plan.workflow.recalc import body_from_ct
 from tests.io.test_rtplan_recalc import N_FRACTIONS, _beams, _cylinder_patient
 
 

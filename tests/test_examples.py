@@ -74,8 +74,10 @@ def test_sweep_lattice_example(tmp_path, capsys):
     for d in (10.0, 15.0):
         assert count[(25.0, d)] > count[(40.0, d)]
     assert count[(25.0, 10.0)] >= count[(25.0, 15.0)]
+    # Every lattice is more heterogeneous than any plan ICRU 50/62 would call homogeneous
+    # (95-107 % of the prescription: D10/D90 <= 1.07 / 0.95 = 1.126).
     for r in rows:
-        assert float(r["pvdr_d10_d90"]) > 1.0
+        assert float(r["pvdr_d10_d90"]) > 1.07 / 0.95
     _not_blank(out / "pvdr_sweep.png")
 
 

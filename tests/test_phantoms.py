@@ -10,6 +10,11 @@ from lattice_plan.phantoms import PhantomParameters, build_phantom
 # Typical CT numbers at 120 kVp (e.g. Hounsfield-scale tables in Bushberg, The Essential Physics
 # of Medical Imaging, 3rd ed., Table 10-1): fat -100 +/- 20, soft tissue/muscle 20-60,
 # cancellous bone 150-350, cortical bone 700-1300, gas < -500.
+# The per-organ ranges below are design checks, not measurements: each holds the phantom's own
+# design value (lattice_plan/phantoms.py HU: tumour 40 with necrosis 15, kidney 35, liver 60,
+# nerve 25 in CSF 10) widened by the 2-98 % spread of its 6 HU noise (+/- 2.05 sd = 12 HU), and
+# lies inside Bushberg's soft-tissue 20-60 HU except where the design puts fluid (necrosis, CSF:
+# 0-20 HU, water-like) or the liver (60 HU: unenhanced liver is denser than muscle).
 HU_RANGES = {
     "GTV": (0, 70),
     "Kidney_L": (15, 60),

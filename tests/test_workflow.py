@@ -224,15 +224,23 @@ def test_metrics_compare_the_arms_physically(demo_metrics):
     # Each plan is normalised to its prescription (the builders' normalisation).
     for p, rx in ((sfrt, 15.0), (scart, 15.0), (crt, 30.0)):
         assert p["achieved_prescription_gy"] == pytest.approx(rx, rel=1e-6)
-    # CRT covers the GTV homogeneously: D10/D90 near 1; the lattice plan is heterogeneous.
-    assert crt["pvdr_d10_d90"] < 1.15
+    # CRT covers the GTV homogeneously: ICRU 50/62 hold the dose within 95-107 % of the
+    # prescription, so D10/D90 <= 1.07 / 0.95 = 1.126 (the GTV lies inside the PTV).
+    assert crt["pvdr_d10_d90"] <= 1.07 / 0.95
+    # The lattice plan is heterogeneous by design (a relative check, no published number).
     assert sfrt["pvdr_d10_d90"] > 1.5 * crt["pvdr_d10_d90"]
     assert sfrt["n_vertices"] >= 2
-    assert sfrt["pvdr_mean"] > 2.0
-    assert sfrt["pvdr_profile"] > 1.5
-    # SCART: the core far above the GTV edge (the edge shell one 4 mm voxel deep here).
+    # Peak-to-valley ratio at least 3: the built-in protocol's SFRT arm (PVDR[mean] >= 3, a
+    # template choice after the RSS GRID/LATTICE white paper, Zhang et al., Radiat Res 194 (2020)
+    # 665); the profile variant (peaks and valleys along lines between vertices) as well.
+    assert sfrt["pvdr_mean"] >= 3.0
+    assert sfrt["pvdr_profile"] >= 3.0
+    # SCART: the core far above the GTV edge (the edge shell one 4 mm voxel deep here): the
+    # protocol's SCART arm asks STV D95% >= 15 Gy and GTV edge D98% <= 5 Gy, a ratio of 3. This
+    # ratio is of the means (STV / edge shell), which the protocol does not bound: 3 is that
+    # ratio carried over, with the fast demo's 3.8 (a regression value) above it.
     assert scart["gtv_edge_thickness_mm"] == 4.0
-    assert scart["core_to_edge_ratio"] > 2.0
+    assert scart["core_to_edge_ratio"] >= 3.0
     assert "sfrt_metrics_note" not in scart and "sfrt_metrics_note" not in sfrt
     assert sfrt["vertex_density_per_100cc"] == pytest.approx(
         100 * sfrt["n_vertices"] / sfrt["structures"]["GTV"]["volume_cc"], rel=1e-9
@@ -318,6 +326,14 @@ def test_report_embeds_decodable_images_and_shows_the_three_plans(demo_out):
 @pytest.mark.slow
 @pytest.mark.xdist_group("demo")
 def test_figures_and_scenes_are_not_blank(demo_out):
+    # Per plan: slices, fluence and a 3D scene; for all plans: the DVH comparison, and the
+    # profiles through the vertex centres (the SFRT plan has vertices).
+    figures = {f"{kind}_{p}.png" for kind in ("slices", "fluence") for p in PLANS}
+    figures |= {"dvh_comparison.png", "profiles.png"}
+    assert {p.name for p in (demo_out / "figures").glob("*.png")} == figures
+    assert {p.name for p in (demo_out / "scenes").glob("*.png")} == {
+        f"scene_{p}.png" for p in PLANS
+    }
     for png in [*(demo_out / "figures").glob("*.png"), *(demo_out / "scenes").glob("*.png")]:
         _not_blank(imread(png), png.name)
 
@@ -385,7 +401,7 @@ def test_outputs_replace_an_earlier_output_and_leave_nothing_on_failure(
     def broken(*args, **kw):
         raise DicomError("disk full (simulated)")
 
-    monkeypatch.setattr(workflow, "write_rtdose", broken)
+    monkeypatch.setattr(workflow.outputs, "write_rtdose", broken)
     with pytest.raises(DicomError, match="simulated"):
         workflow.write_case_outputs(patient, [plan], out, report=True, **kwargs)
     # The failed run left the complete earlier output untouched and no temporary folder.

@@ -21,7 +21,7 @@ from lattice_plan.phantoms import build_phantom
 from lattice_plan.planning.deliverable import DeliverySpec, make_deliverable
 from lattice_plan.planning.plan import Plan
 from lattice_plan.planning.prescription import prescription_from
-from lattice_plan.recalc import recalculate
+from lattice_plan.workflow.recalc import recalculate
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,9 @@ objectives, :func:`build_optimised_plan`
    beam's-eye-view projection (:mod:`lattice_plan.planning.beams`);
 3. optimises the beamlet weights over the voxels of the objectives' structures
    only (:mod:`lattice_plan.planning.optimizer`), with the engine's fluence
-   operator and its adjoint; the objectives are in Gy for the whole course;
+   operator and its adjoint on those voxels, until the dose has settled
+   (:class:`~lattice_plan.planning.optimizer.OptimizerOptions`); the
+   objectives are in Gy for the whole course;
 4. turns the weights into beams with MU per fraction and a fluence map,
    computes the final dose with the engine on the whole dose grid, and
    normalises the plan to its prescription; then sequences the maps into
@@ -67,6 +69,7 @@ from lattice_plan.planning.objectives import (
 from lattice_plan.planning.optimizer import (
     DEFAULT_SMOOTHNESS,
     OptimizationResult,
+    OptimizerOptions,
     objective_terms,
     optimize_fluence,
 )
@@ -201,28 +204,6 @@ def resolve_oars(
     return [patient.structures.get(n) for n in oars]
 
 
-class SubsetOperator:
-    """An engine fluence operator restricted to fixed dose-grid voxels (flat indices)."""
-
-    def __init__(self, operator: Any, voxels: NDArray[np.int64]) -> None:
-        self.operator = operator
-        self.voxels = np.ascontiguousarray(voxels, dtype=np.int64)
-
-    @property
-    def n_beamlets(self) -> int:
-        return int(self.operator.n_beamlets)
-
-    @property
-    def n_voxels(self) -> int:
-        return len(self.voxels)
-
-    def forward(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
-        return self.operator.forward(x, self.voxels)
-
-    def adjoint(self, g: NDArray[np.float64]) -> NDArray[np.float64]:
-        return self.operator.adjoint(g, self.voxels)
-
-
 def check_plan_options(
     n_beams: int, arc_deg: float | None, beamlet_mm: float, objectives: Sequence[Objective] | None
 ) -> None:
@@ -275,6 +256,7 @@ def build_optimised_plan(
     info: dict[str, Any] | None = None,
     started_s: float | None = None,
     delivery: DeliverySpec | None = None,
+    optimizer: OptimizerOptions | None = None,
 ) -> Plan:
     """Optimise, compute and normalise a fluence-modulated plan (see the module docstring).
 
@@ -285,7 +267,12 @@ def build_optimised_plan(
     in the ``total``. ``delivery`` says how the maps are delivered (default:
     sliding window on the default machine); the plan's dose is then the
     deliverable one (:func:`lattice_plan.planning.deliverable.make_deliverable`).
+    ``optimizer``: when the optimiser stops and in which
+    precision it works (default :class:`OptimizerOptions`: until the dose has
+    settled, single-precision maps); the final dose is always the engine's, in
+    double precision.
     """
+    options = optimizer or OptimizerOptions()
     t_start = time.perf_counter()
     t_begin = t_start if started_s is None else started_s
     objectives = tuple(objectives)
@@ -309,7 +296,7 @@ def build_optimised_plan(
     t0 = time.perf_counter()
     op = eng.operator(fb.beams, beamlet_mm)
     t_operator = time.perf_counter() - t0
-    sub_op = SubsetOperator(op, subset)
+    sub_op = op.on_voxels(subset, single_precision=options.single_precision)
     rx_total = prescription.total_dose_gy
     result: OptimizationResult = optimize_fluence(
         sub_op,
@@ -320,6 +307,7 @@ def build_optimised_plan(
         smoothness=smoothness,
         max_iterations=max_iterations,
         progress=progress,
+        **options.stop_kwargs(),
     )
 
     # Weights are MU for the whole course; beams carry MU per fraction.

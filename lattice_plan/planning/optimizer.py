@@ -20,12 +20,19 @@ scipy's L-BFGS-B handles the bounds. Its line search enforces a sufficient
 decrease (Armijo), so the objective after each iteration is below the one
 before; the optimiser records that history. Everything is deterministic for a
 deterministic operator: same inputs, same weights bit for bit.
+
+Stopping in dose terms (``dose_tol`` > 0): the plan has settled when no voxel
+of the objectives moved by more than ``dose_tol`` times the dose scale over the
+last ``dose_window`` iterations. The objective itself keeps falling slowly long
+after that (by fractions of a percent per iteration) while the doses a planner
+reads hardly change; the plan builders use this rule.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -46,6 +53,7 @@ DEFAULT_FTOL = 1e-7
 DEFAULT_GTOL = 1e-6
 DEFAULT_STALL_TOL = 2e-3
 STALL_WINDOW = 5
+DEFAULT_DOSE_WINDOW = 5
 
 
 @runtime_checkable
@@ -187,6 +195,53 @@ def objective_terms(
     return subset, terms
 
 
+@dataclass(frozen=True)
+class OptimizerOptions:
+    """How the plan builders run the optimiser: when it stops, and in which precision.
+
+    The default stops when the dose has settled: no objective voxel moved by
+    more than ``dose_tol`` (1 %) of the prescription over ``dose_window`` (5)
+    iterations (see :func:`optimize_fluence` for each test), with the
+    operator's fluence maps in single precision
+    (:class:`lattice_plan.dose.engine.VoxelOperator`). :meth:`converged` runs on
+    to L-BFGS-B's own tight tests in double precision, for reference plans.
+    """
+
+    dose_tol: float = 0.01
+    dose_window: int = DEFAULT_DOSE_WINDOW
+    stall_tol: float = 0.0
+    ftol: float = DEFAULT_FTOL
+    gtol: float = DEFAULT_GTOL
+    single_precision: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("dose_tol", "stall_tol", "ftol", "gtol"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v >= 0):
+                raise PlanningError(
+                    f"OptimizerOptions.{name} must be a non-negative number, got {v!r}"
+                )
+        if int(self.dose_window) != self.dose_window or self.dose_window < 1:
+            raise PlanningError(
+                f"OptimizerOptions.dose_window must be a positive integer, got {self.dose_window!r}"
+            )
+
+    @classmethod
+    def converged(cls) -> OptimizerOptions:
+        """No early stop (L-BFGS-B's tests at tight tolerances, or the iteration cap), float64."""
+        return cls(dose_tol=0.0, stall_tol=0.0, ftol=1e-13, gtol=1e-9, single_precision=False)
+
+    def stop_kwargs(self) -> dict[str, float]:
+        """The stopping arguments of :func:`optimize_fluence` that these options set."""
+        return {
+            "dose_tol": self.dose_tol,
+            "dose_window": int(self.dose_window),
+            "stall_tol": self.stall_tol,
+            "ftol": self.ftol,
+            "gtol": self.gtol,
+        }
+
+
 @dataclass(frozen=True, eq=False)
 class OptimizationResult:
     """What the optimiser did and found.
@@ -195,7 +250,9 @@ class OptimizationResult:
     first iteration and after each one; ``stop_reason``: "converged" (relative
     decrease of F below ftol, or projected gradient below gtol), "stalled" (F
     fell by less than stall_tol per iteration over the last iterations),
-    "iteration limit", "evaluation limit" or "line search failed" (no further
+    "settled" (no objective voxel's dose moved by more than dose_tol of the dose
+    scale over the last dose_window iterations), "iteration limit",
+    "evaluation limit" or "line search failed" (no further
     decrease found: converged to working precision); ``term_values``: each
     weighted term of F at ``x`` (keyed by its description, plus "smoothness").
     """
@@ -216,7 +273,7 @@ class OptimizationResult:
     @property
     def converged(self) -> bool:
         """True when it stopped because F no longer decreased (not at a limit)."""
-        return self.stop_reason in ("converged", "stalled")
+        return self.stop_reason in ("converged", "stalled", "settled")
 
     @property
     def time_per_iteration_s(self) -> float:
@@ -272,6 +329,13 @@ class FluenceObjective:
         self.smooth_coef = smoothness / (self.n_pairs * x_ref**2)
         self.last_terms: dict[str, float] = {}
         self.evaluations = 0
+        self._last: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+
+    def dose_at(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The dose at the operator's voxels for weights x (the last evaluation's when x is its x)."""
+        if self._last is not None and np.array_equal(self._last[0], x):
+            return self._last[1]
+        return self.operator.forward(x)
 
     def dose_terms(
         self, dose: NDArray[np.float64]
@@ -290,7 +354,9 @@ class FluenceObjective:
 
     def __call__(self, x: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
         self.evaluations += 1
-        total, g_dose, values = self.dose_terms(self.operator.forward(x))
+        dose = self.operator.forward(x)
+        self._last = (np.array(x, dtype=float), dose)
+        total, g_dose, values = self.dose_terms(dose)
         grad = self.operator.adjoint(g_dose)
         if self.smooth_coef > 0:
             dx = self.D @ x
@@ -315,6 +381,8 @@ def optimize_fluence(
     ftol: float = DEFAULT_FTOL,
     gtol: float = DEFAULT_GTOL,
     stall_tol: float = DEFAULT_STALL_TOL,
+    dose_tol: float = 0.0,
+    dose_window: int = DEFAULT_DOSE_WINDOW,
     progress: Callable[[int, float], None] | None = None,
 ) -> OptimizationResult:
     """Minimise the weighted objectives plus the smoothness penalty over x >= 0 (L-BFGS-B).
@@ -330,7 +398,10 @@ def optimize_fluence(
     convergence (L-BFGS-B's own tests: decrease of F below ``ftol`` relative to
     max(|F|, 1), or projected gradient with respect to x / x_ref below ``gtol``), when F stalls (it fell by
     less than ``stall_tol`` relative per iteration, averaged over the last
-    5 iterations; 0 disables this), or after ``max_iterations``; it says which.
+    5 iterations; 0 disables this), when the dose has settled (no voxel's dose
+    moved by more than ``dose_tol`` times ``dose_scale_gy`` over the last
+    ``dose_window`` iterations; 0, the default, disables this), or after
+    ``max_iterations``; it says which.
     """
     if not isinstance(operator, DoseOperator):
         raise PlanningError(
@@ -353,6 +424,10 @@ def optimize_fluence(
         raise PlanningError(f"dose_scale_gy must be positive, got {dose_scale_gy!r}")
     if not (np.isfinite(stall_tol) and stall_tol >= 0):
         raise PlanningError(f"stall_tol must be a non-negative number, got {stall_tol!r}")
+    if not (np.isfinite(dose_tol) and dose_tol >= 0):
+        raise PlanningError(f"dose_tol must be a non-negative fraction, got {dose_tol!r}")
+    if int(dose_window) != dose_window or dose_window < 1:
+        raise PlanningError(f"dose_window must be a positive integer, got {dose_window!r}")
     if not (np.isfinite(smoothness) and smoothness >= 0):
         raise PlanningError(f"smoothness must be a non-negative number, got {smoothness!r}")
     if int(max_iterations) != max_iterations or max_iterations < 1:
@@ -399,17 +474,26 @@ def optimize_fluence(
     f0, _ = problem(x_start)
     history = [f0]
 
-    stalled = False
+    stopped_by = ""
+    doses: deque[NDArray[np.float64]] = deque(maxlen=int(dose_window) + 1)
+    if dose_tol > 0:
+        doses.append(problem.dose_at(x_start))
+    dose_step_gy = dose_tol * dose_scale_gy
 
     def callback(intermediate_result: optimize.OptimizeResult) -> None:
-        nonlocal stalled
+        nonlocal stopped_by
         history.append(float(intermediate_result.fun))
         if progress is not None:
             progress(len(history) - 1, history[-1])
         if stall_tol > 0 and len(history) > STALL_WINDOW:
             drop = history[-1 - STALL_WINDOW] - history[-1]
             if drop <= stall_tol * STALL_WINDOW * abs(history[-1]):
-                stalled = True
+                stopped_by = "stalled"
+                raise StopIteration
+        if dose_tol > 0:
+            doses.append(problem.dose_at(x_ref * intermediate_result.x))
+            if len(doses) == doses.maxlen and np.abs(doses[-1] - doses[0]).max() <= dose_step_gy:
+                stopped_by = "settled"
                 raise StopIteration
 
     def scaled(y: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
@@ -440,12 +524,13 @@ def optimize_fluence(
     final, _ = problem(x)
     if len(history) == 1 or history[-1] != final:
         history.append(final)
-    reason = "stalled" if stalled else _stop_reason(res, int(max_iterations))
-    message = (
-        f"objective fell by less than {stall_tol:g} per iteration over the last {STALL_WINDOW}"
-        if stalled
-        else str(res.message)
-    )
+    reason = stopped_by or _stop_reason(res, int(max_iterations))
+    message = {
+        "stalled": f"objective fell by less than {stall_tol:g} per iteration over the last "
+        f"{STALL_WINDOW}",
+        "settled": f"no voxel's dose moved by more than {dose_step_gy:.3g} Gy over the last "
+        f"{int(dose_window)} iterations",
+    }.get(stopped_by, str(res.message))
     logger.info(
         "fluence optimisation: %s after %d iterations (%.2f s), objective %.4g -> %.4g",
         reason,

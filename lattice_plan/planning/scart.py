@@ -45,6 +45,7 @@ from lattice_plan.planning.objectives import (
     Objective,
     RingFallOff,
 )
+from lattice_plan.planning.optimizer import OptimizerOptions
 from lattice_plan.planning.plan import Arm, Plan
 from lattice_plan.planning.prescription import Prescription, prescription_from
 from lattice_plan.planning.sfrt import (
@@ -157,13 +158,15 @@ def build_scart_plan(
     max_iterations: int = 200,
     progress: Callable[[int, float], None] | None = None,
     delivery: DeliverySpec | None = None,
+    optimizer: OptimizerOptions | None = None,
     name: str = "SCART",
 ) -> Plan:
     """An optimised SCART plan of ``patient`` (see the module docstring).
 
     ``oars=None`` takes every OAR-kind structure; ``prescription`` defaults to
     15 Gy x 1 to the STV D95%; ``core`` to the dose-ratio STV (3 Gy edge over
-    the prescription's dose per fraction).
+    the prescription's dose per fraction). ``optimizer``: how the optimiser
+    runs (default: until the dose has settled, see :class:`OptimizerOptions`).
     """
     t0 = time.perf_counter()
     check_plan_options(n_beams, arc_deg, beamlet_mm, objectives)
@@ -209,6 +212,7 @@ def build_scart_plan(
         max_iterations=max_iterations,
         delivery=delivery,
         progress=progress,
+        optimizer=optimizer,
         started_s=t0,
         info={
             "stv_method": params.method,

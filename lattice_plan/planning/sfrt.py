@@ -50,6 +50,7 @@ from lattice_plan.planning.objectives import (
     RingFallOff,
     ValleyDose,
 )
+from lattice_plan.planning.optimizer import OptimizerOptions
 from lattice_plan.planning.plan import Arm, Plan
 from lattice_plan.planning.prescription import Prescription, prescription_from
 
@@ -123,13 +124,15 @@ def build_sfrt_plan(
     max_iterations: int = 200,
     progress: Callable[[int, float], None] | None = None,
     delivery: DeliverySpec | None = None,
+    optimizer: OptimizerOptions | None = None,
     name: str = "SFRT",
 ) -> Plan:
     """An optimised lattice plan of ``patient`` (see the module docstring).
 
     ``oars=None`` takes every OAR-kind structure; ``prescription`` defaults to
     15 Gy x 1 to the mean dose of ``Vertices``. ``progress(iteration,
-    objective)`` reports the optimiser's progress.
+    objective)`` reports the optimiser's progress; ``optimizer`` how the
+    optimiser runs (default: until the dose has settled, see :class:`OptimizerOptions`).
     """
     t0 = time.perf_counter()
     check_plan_options(n_beams, arc_deg, beamlet_mm, objectives)
@@ -175,6 +178,7 @@ def build_sfrt_plan(
         max_iterations=max_iterations,
         delivery=delivery,
         progress=progress,
+        optimizer=optimizer,
         started_s=t0,
         info={
             "n_vertices": result.n_vertices,

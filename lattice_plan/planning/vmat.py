@@ -45,9 +45,9 @@ from lattice_plan.planning.arc_sequencing import (
 )
 from lattice_plan.planning.arcs import Arc, check_arc_fits, check_arcs, default_arcs
 from lattice_plan.planning.beams import BeamArrangement, FluenceBeams, fluence_beams
-from lattice_plan.planning.inverse import MAX_OBJECTIVE_VOXELS, SubsetOperator
+from lattice_plan.planning.inverse import MAX_OBJECTIVE_VOXELS
 from lattice_plan.planning.objectives import RingFallOff
-from lattice_plan.planning.optimizer import objective_terms, optimize_fluence
+from lattice_plan.planning.optimizer import OptimizerOptions, objective_terms, optimize_fluence
 from lattice_plan.planning.plan import Arm, Plan
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,8 @@ def build_vmat_plan(
     subset, terms = objective_terms(objectives, masks, grid, max_voxels=MAX_OBJECTIVE_VOXELS)
     t0 = time.perf_counter()
     op = eng.operator(fb.beams, beamlet)
-    sub_op = SubsetOperator(op, subset)
+    options = OptimizerOptions()  # the arm builders' defaults (stop rule, float32 operator)
+    sub_op = op.on_voxels(subset, single_precision=options.single_precision)
     t_operator = time.perf_counter() - t0
     fmo = optimize_fluence(
         sub_op,
@@ -156,6 +157,7 @@ def build_vmat_plan(
         dose_scale_gy=rx.total_dose_gy,
         active=fb.active_vector,
         max_iterations=max_iterations,
+        **options.stop_kwargs(),
     )
     maps = fb.layout.split(np.asarray(fmo.x) / n_fx)
     sector_beams = []

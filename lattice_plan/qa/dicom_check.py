@@ -12,23 +12,17 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 
-from lattice_plan.errors import ProtocolError
 from lattice_plan.geometry.grid import Grid
-from lattice_plan.geometry.volume import Volume
 from lattice_plan.io.dicom_common import read_dataset
-from lattice_plan.io.rtdose import load_rtdose
-from lattice_plan.io.rtplan import read_rtplan
+from lattice_plan.io.exported_plan import load_exported_plan
 from lattice_plan.io.rtstruct import contour_points, read_rtstruct, roi_table, structure_name
 from lattice_plan.qa.check import CheckResult, check
 from lattice_plan.qa.protocol import Arm, Protocol
 
 log = logging.getLogger(__name__)
-
-_WHOLE_PLAN = ("PLAN", "MULTI_PLAN", "RECORD")
 
 
 def check_dicom(
@@ -45,55 +39,21 @@ def check_dicom(
 ) -> CheckResult:
     """Check an exported plan (RTDOSE + RTSTRUCT, optionally RTPLAN) against an arm.
 
-    The number of fractions is ``fractions``, else the RTPLAN's, else the arm's.
-    An RTDOSE of one fraction (DoseSummationType FRACTION) is multiplied by the
-    number of fractions; a BEAM or other partial dose is refused (sum the beams
-    first), since a protocol judges the whole course. ROIs whose contours reach
+    The dose of the course and the number of fractions (``fractions``, else the
+    RTPLAN's, else the arm's) follow :func:`~lattice_plan.io.exported_plan.load_exported_plan`
+    (a BEAM or other partial dose is refused: a protocol judges the whole course). ROIs whose contours reach
     outside the dose grid are "not evaluated", unless ``allow_partial``: then they
     are judged on their part inside it, with a note. ``end_cap`` is the contour
     end-cap convention of :func:`~lattice_plan.io.rtstruct.read_rtstruct`
     (``"none"`` for systems whose stacks stop at their end planes).
     """
     arm = arm if isinstance(arm, Arm) else protocol.arm(arm)  # a wrong arm fails before reading
-    rtdose = load_rtdose(rtdose_path)
-    where = f"RTDOSE {str(rtdose_path)!r}"
-    plan_name = Path(rtdose_path).name
-    if rtplan_path is not None:
-        rtplan = read_rtplan(rtplan_path)
-        plan_name = rtplan.label or rtplan.name or Path(rtplan_path).name
-        if rtdose.referenced_rtplan_uid and rtdose.referenced_rtplan_uid != rtplan.sop_instance_uid:
-            raise ProtocolError(
-                f"{where} is the dose of RTPLAN {rtdose.referenced_rtplan_uid}, but "
-                f"{str(rtplan_path)!r} is RTPLAN {rtplan.sop_instance_uid}; give the matching plan"
-            )
-        if rtplan.n_fractions is not None:
-            if fractions is not None and fractions != rtplan.n_fractions:
-                raise ProtocolError(
-                    f"fractions={fractions} contradicts the {rtplan.n_fractions} fractions planned "
-                    f"in RTPLAN {str(rtplan_path)!r}; leave fractions out or correct it"
-                )
-            fractions = rtplan.n_fractions
-    dose = rtdose.volume
-    if dose.unit != "Gy":
-        raise ProtocolError(f"{where} holds a RELATIVE dose; protocol limits need absolute Gy")
-    summation = rtdose.summation_type.upper()
-    if summation == "FRACTION":
-        if fractions is None:
-            raise ProtocolError(
-                f"{where} is the dose of one fraction; give the RTPLAN or fractions= to get the "
-                "dose of the course"
-            )
-        dose = Volume(dose.array * fractions, dose.grid, "Gy")
-        log.info("%s: dose of one fraction multiplied by %d fractions", where, fractions)
-    elif summation not in _WHOLE_PLAN:
-        raise ProtocolError(
-            f"{where} has Dose Summation Type {summation or '(none)'!r}, not the dose of the "
-            "whole plan; export the PLAN dose (or sum the beam doses) and check that"
-        )
+    exported = load_exported_plan(rtdose_path, rtplan_path, fractions=fractions)
+    dose = exported.dose
     structures = read_rtstruct(
         rtstruct_path,
         dose.grid,
-        frame_of_reference_uid=rtdose.frame_of_reference_uid,
+        frame_of_reference_uid=exported.frame_of_reference_uid,
         end_cap=end_cap,
     )
     return check(
@@ -101,8 +61,8 @@ def check_dicom(
         structures,
         protocol,
         arm,
-        fractions=fractions,
-        plan_name=plan_name,
+        fractions=exported.fractions,
+        plan_name=exported.plan_name,
         subdivisions=subdivisions,
         unusable=rois_outside_grid(rtstruct_path, dose.grid),
         allow_partial=allow_partial,

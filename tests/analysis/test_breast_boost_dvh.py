@@ -91,10 +91,19 @@ def test_d50_matches_tps(plan, name):
 
 
 def test_standard_metric_set_for_every_structure(plan):
-    """Every structure's DVH and standard metrics evaluate (speed: benchmarks/bench_analysis.py)."""
-    dose, structures, _ = plan
+    """Every standard metric of the five checked structures matches the same metric of the
+    TPS's DVH within 2 % (or 0.05 Gy): measured within 1 % except the low doses of the Breast
+    D95%/D98% (0.005 Gy). Dmax, one point, within 6 %: the Lt Lung's is 12.10 Gy against the
+    TPS's 12.74 (its own point sampling). The other structures, small or far from the beams,
+    are only required to give finite values (speed: benchmarks/bench_analysis.py)."""
+    dose, structures, tps = plan
     for s in structures:
         dvh = DVH.from_dose(dose, s)
         for m in standard_metrics(s):
             value = dvh.metric(m, prescription_gy=14.0, n_fractions=7, alpha_beta_gy=3.0)
-            assert np.isfinite(value)
+            assert np.isfinite(value), (s.name, m)
+            if s.name not in CHECKED:
+                continue
+            theirs = tps[s.name].metric(m, prescription_gy=14.0, n_fractions=7, alpha_beta_gy=3.0)
+            rel = 0.06 if m == "Dmax" else 0.02
+            assert _close(value, theirs, rel=rel), (s.name, m, value, theirs)

@@ -42,6 +42,17 @@ rtstruct = "missing/RS.dcm"
 """
 
 
+# Regression values (recorded 2026-12-06): the verdicts of the six tasks on this coarse set-up.
+# Six optimiser iterations on a 6 mm grid leave every plan short of some row of its arm (the
+# demo's finer plans meet SCART's, tests/qa/test_qa_phantom_plans.py), so each is a major
+# deviation; a verdict that changes means the planning or the QA changed, and is worth a look.
+REGRESSION_VERDICTS = {
+    (case, arm): "major deviation"
+    for case in ("small", "default", "large")
+    for arm in ("SCART", "CRT")
+}
+
+
 def _first_run(root):
     path = root / "cohort.toml"
     path.write_text(textwrap.dedent(COHORT))
@@ -80,15 +91,14 @@ def _check_rows_and_broken_case(first_run):
         assert column in header
     for r in result.rows:
         if r.status == "ok":
-            assert r.qa_verdict in {
-                "per protocol",
-                "minor deviation",
-                "major deviation",
-                "incomplete",
-            }
-            assert (
-                result.table_csv.parent / r.case / r.arm.lower() / "default" / TASK_RECORD
-            ).is_file()
+            folder = result.table_csv.parent / r.case / r.arm.lower() / "default"
+            assert (folder / TASK_RECORD).is_file()
+            # The row carries the verdict of the task's own QA (its metrics.json) ...
+            qa = json.loads((folder / "metrics.json").read_text())["qa"]
+            assert r.qa_verdict == next(iter(qa.values()))["verdict"]
+    # ... and the verdicts are what the arms give on these phantoms: REGRESSION_VERDICTS.
+    verdicts = {(r.case, r.arm): r.qa_verdict for r in result.rows if r.status == "ok"}
+    assert verdicts == REGRESSION_VERDICTS
 
 
 def _check_rows_equal_the_single_patient_command(first_run, tmp_path):

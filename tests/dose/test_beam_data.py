@@ -208,8 +208,13 @@ def test_phantom_scatter_part_of_output_factors_matches_published_kernel(scans):
 
 
 def test_one_cm_field_for_lattice_vertices():
-    # Issue 3: a 1 x 1 cm field has an output factor between 0.55 and 0.75 and an 80-20 %
-    # penumbra (relative to its own axis dose) under 5 mm at 10 cm depth.
+    # Issue 3's acceptance band (a project requirement, not a measurement): a 1 x 1 cm field
+    # has an output factor between 0.55 and 0.75 and an 80-20 % penumbra (relative to its own
+    # axis dose) under 5 mm at 10 cm depth. The measured-data checks of small fields are
+    # test_output_factors_match_iroc (IROC, 2 x 2 to 6 x 6 cm) and the phantom-scatter part at
+    # 1 x 1 cm against Nyholm et al.'s published kernel (above); the 5 mm lies below the
+    # 3.5-6 mm typical of larger 6 MV MLC fields (reference README), as a 1 cm field's penumbra
+    # is narrowed by its missing lateral scatter.
     of = water.output_factor((10.0, 10.0), ssd_mm=900.0, depth_mm=100.0)
     assert 0.55 <= of <= 0.75
     xs = np.arange(-15.0, 15.01, 0.1)

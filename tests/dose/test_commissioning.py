@@ -136,22 +136,52 @@ def test_fit_with_output_factors_recovers_the_head_scatter(reference_scans, ship
     _, scan_only = commission(reference_scans, initial=shipped_start, max_nfev=10)
     for name in PARAMETER_NAMES:
         assert report["parameters"][name] == pytest.approx(scan_only["parameters"][name], rel=1e-9)
-    # stage 2 converges on the head scatter alone; measured 0.0997 / 16.0 mm for the machine's
-    # 0.11 / 15 mm (the real scans, made with the machine's own head scatter, pull a little)
+    # stage 2 converges on the head scatter alone: 0.0997 / 16.0 mm for the machine's 0.11 /
+    # 15 mm (regression values of this fit, 2026-12: trusted because they recover the machine's
+    # known values within the tolerances below; the real scans, made with their own head
+    # scatter, pull a little)
     assert "termination condition is satisfied" in report["head_scatter_fit"]["status"]
     assert report["parameters"]["extrafocal_weight"] == pytest.approx(0.11, abs=0.015)
     assert report["parameters"]["extrafocal_sigma_mm"] == pytest.approx(15.0, abs=2.5)
-    # its output factors within 1 % (measured +0.6 / +0.2 / -0.1 / -0.2 %), and the 1 x 1 cm
-    # field, not in the fit, within 2 % (measured 0.706 vs 0.699)
+    # its output factors within 1 % (regression values +0.6 / +0.2 / -0.1 / -0.2 %), and the
+    # 1 x 1 cm field, not in the fit, within 2 % of the machine's (regression 0.706 vs 0.699);
+    # the machine is this test's own construction, so see the IROC test below for real data
     after = _relative_errors(model, factors)
     assert np.abs(after).max() < 0.01
     machine = replace(BeamModel.load_default(), extrafocal_weight=0.11, extrafocal_sigma_mm=15.0)
     assert water.output_factor((10.0, 10.0), 900.0, 100.0, model=model) == pytest.approx(
         water.output_factor((10.0, 10.0), 900.0, 100.0, model=machine), rel=0.02
     )
-    assert report["rms_residual"] < 0.0105  # scans: 1.00 % (0.80 % with the literature source)
+    # scans: 1.00 % RMS (0.80 % with the literature source): regression values, the bound
+    # says the second stage does not spoil the scan fit
+    assert report["rms_residual"] < 0.0105
     listed = [of["model"] / of["measured"] - 1 for of in report["output_factors"]]
     np.testing.assert_allclose(listed, after, atol=2e-4)  # the report shows what the model gives
+
+
+# IROC/RPC total scatter factors, 6 MV, 10 cm depth, SSD 90 cm, relative to 10 x 10 cm
+# (Followill/Kerns et al., tabulated in PMC5718235 Table 2; ../shared/reference/README.md):
+# measurements this code did not make.
+IROC_OUTPUT_FACTORS = {60.0: 0.930, 40.0: 0.878, 30.0: 0.842, 20.0: 0.790}
+
+
+@pytest.mark.slow
+def test_fit_to_the_iroc_output_factors(reference_scans, shipped_start):
+    """Commissioning on the real scans plus the IROC output factors. The shipped model (literature
+    head scatter) is +3.7 % from IROC at 2 x 2 cm (tests/dose/test_beam_data.py); fitted, every
+    IROC value is met within 1 % (regression values +0.3 / -0.1 / -0.2 / +0.9 %, head scatter
+    0.106 / 15.2 mm). The 2 x 2 cm value must be in the fit: without it the three larger fields
+    leave the head scatter free and 2 x 2 cm comes out +4 % (tried, 2026-12)."""
+    factors = [OutputFactor((s, s), v) for s, v in IROC_OUTPUT_FACTORS.items()]
+    before = water.output_factor((20.0, 20.0), 900.0, 100.0) / IROC_OUTPUT_FACTORS[20.0] - 1
+    assert before > 0.03
+    model, report = commission(
+        reference_scans, initial=shipped_start, output_factors=factors, max_nfev=10
+    )
+    for side_mm, iroc in IROC_OUTPUT_FACTORS.items():
+        ours = water.output_factor((side_mm, side_mm), 900.0, 100.0, model=model)
+        assert ours == pytest.approx(iroc, rel=0.01), side_mm
+    assert report["rms_residual"] < 0.0105  # the scans stay fitted (1.0 % RMS)
 
 
 def test_initial_of_the_wrong_length_is_refused(reference_scans, shipped_start):

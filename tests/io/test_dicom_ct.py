@@ -207,8 +207,15 @@ def test_single_slice_breast_ct_reads_with_its_thickness():
 
 def test_synthetic_patient_identity_is_stable(phantom, phantom_ct):
     _, written = phantom_ct
-    # Derived from the patient's id, name and description: every writer agrees on it.
-    assert identity_for(phantom) == identity_for(phantom)
+    # Derived from the patient's id, name and description: every writer agrees on it, also
+    # for another Patient object with the same fields, and another patient gets other UIDs.
+    from dataclasses import replace
+
+    again = identity_for(replace(phantom))
+    assert again == identity_for(phantom)
+    other = identity_for(replace(phantom, patient_id=phantom.patient_id + "-2"))
+    assert other.frame_of_reference_uid != again.frame_of_reference_uid
+    assert other.study_instance_uid != again.study_instance_uid
     assert written.identity.frame_of_reference_uid == identity_for(phantom).frame_of_reference_uid
     assert written.identity.study_instance_uid == identity_for(phantom).study_instance_uid
 

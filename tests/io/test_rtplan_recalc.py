@@ -28,7 +28,12 @@ from lattice_plan.geometry.volume import Volume
 from lattice_plan.io.ct import write_ct_series
 from lattice_plan.io.rtdose import load_rtdose
 from lattice_plan.io.rtplan import write_rtplan
-from lattice_plan.recalc import body_from_ct, recalc_rtplan, recalculate, write_recalc_rtdose
+from lattice_plan.workflow.recalc import (
+    body_from_ct,
+    recalc_rtplan,
+    recalculate,
+    write_recalc_rtdose,
+)
 
 N_FRACTIONS = 3
 

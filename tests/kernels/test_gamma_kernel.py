@@ -1,12 +1,31 @@
-"""The gamma search kernel against a brute-force NumPy search over the same offset lattice."""
+"""The gamma search kernel against a brute-force NumPy search over the same offset lattice.
+
+The reference builds its own offsets from the definition (Low et al., Med Phys 25 (1998) 656:
+gamma = min over evaluated points of sqrt(dose term^2 + r^2/DTA^2), searched here on a cubic
+lattice of pitch DTA/resolution out to max_gamma * DTA), not with the module's helper.
+"""
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from lattice_plan.analysis.gamma import gamma_index, search_offsets_mm
+from lattice_plan.analysis.gamma import gamma_index
 from lattice_plan.geometry import Grid, Volume
 from lattice_plan.kernels.gamma import corner_range_kji, trilinear_kji
+
+
+def lattice_offsets_mm(dta_mm, cap, res):
+    """Every point of the cubic lattice of pitch dta/res with r < cap * dta, and its r^2/DTA^2."""
+    pitch = dta_mm / res
+    offsets = [
+        (a * pitch, b * pitch, c * pitch)
+        for a in range(-res * int(cap) - res, res * int(cap) + res + 1)
+        for b in range(-res * int(cap) - res, res * int(cap) + res + 1)
+        for c in range(-res * int(cap) - res, res * int(cap) + res + 1)
+        if (a * a + b * b + c * c) * pitch * pitch < (cap * dta_mm) ** 2
+    ]
+    off = np.array(offsets)
+    return off, (off**2).sum(axis=1) / dta_mm**2
 
 
 def brute_force_gamma(reference, evaluated, dose_percent, dta_mm, local, threshold, cap, res):
@@ -16,7 +35,7 @@ def brute_force_gamma(reference, evaluated, dose_percent, dta_mm, local, thresho
     select = ref >= threshold / 100 * norm
     if local:
         select &= ref > 0
-    off_mm, d2 = search_offsets_mm(dta_mm, cap, res)
+    off_mm, d2 = lattice_offsets_mm(dta_mm, cap, res)
     k, j, i = np.nonzero(select)
     pts = reference.grid.points_lps_mm(np.stack([i, j, k], axis=1).astype(float))
     out = np.full(ref.shape, np.nan)

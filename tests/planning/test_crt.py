@@ -183,12 +183,14 @@ def test_best_weights_count_hot_spots_outside_the_target():
     w, h = best_weights(ptv, outside)
     assert h.overall >= h.ptv
     # Analytic: weights (a, 1 - a); PTV max a + (1 - a) 1.5, D95 ~ a + (1 - a)(1 - 0.45);
-    # outside 2a. Check the chosen weighting is the grid optimum by brute force.
-    from lattice_plan.planning.crt import _weight_grid, homogeneity
-
-    W = _weight_grid(2)
-    _, overall = homogeneity(W, ptv, outside)
-    assert h.overall == pytest.approx(overall.min())
+    # outside 2a. Brute force over the documented weight grid (5 % steps, each field at least
+    # 10 %), with Dmax / D95 (5th percentile) computed here: the chosen weighting is its optimum.
+    a = np.arange(10, 91, 5) / 100.0
+    doses = a[:, None] * ptv[0] + (1 - a[:, None]) * ptv[1]
+    d95 = np.percentile(doses, 5.0, axis=1)
+    overall = np.maximum(doses.max(axis=1), 2.0 * a) / d95
+    assert w[0] == pytest.approx(a[np.argmin(overall)])
+    assert h.overall == pytest.approx(overall.min(), rel=1e-9)
     assert w[0] < w_ptv_only[0]
 
 
@@ -228,18 +230,20 @@ def _ptv_dose(plan):
 
 @pytest.mark.slow
 def test_phantom_crt_meets_the_issue_targets(phantom_plan):
-    """Issue 7: PTV D95 equals the prescription within 1 %, PTV Dmax under 112 %."""
+    """Issue 7: PTV D95 equals the prescription within 1 %, PTV D2% within 107 % (ICRU 50/62)."""
     plan = phantom_plan
     assert plan.arm is Arm.CRT
     rx = plan.prescription
     assert (rx.total_dose_gy, rx.fractions, rx.method) == (30.0, 10, "D95%")
     d = _ptv_dose(plan)
     assert np.percentile(d, 5) == pytest.approx(30.0, rel=0.01)
-    assert d.max() < 1.12 * 30.0
+    # ICRU 50/62: PTV dose within 95-107 % of the prescription (the protocol's CRT limit),
+    # judged on the near-maximum D2% (ICRU 83).
+    assert np.percentile(d, 98) <= 1.07 * 30.0
     # Independently, the analysis DVH (sub-voxel sampling of the CT-grid PTV) agrees.
     dvh = DVH.from_dose(plan.dose, plan.structures["PTV"])
     assert dvh.metric("D95%") == pytest.approx(30.0, rel=0.01)
-    assert dvh.metric("Dmax") < 1.12 * 30.0
+    assert dvh.metric("D2%") <= 1.07 * 30.0
     # The chosen candidate's hot spots (relative to D95 = the prescription) are the plan's;
     # candidates are scored on voxel-centre D95, the plan is normalised on the sub-voxel
     # D95 of the DVHs, which differ by well under 1 % for a PTV of this size.
@@ -356,7 +360,7 @@ def test_central_target_in_water(semi_axes_mm, arrangement, beams):
     assert mu_ap == pytest.approx(mu_pa, rel=0.02)
     d = _ptv_dose(plan)
     assert np.percentile(d, 5) == pytest.approx(30.0, rel=0.01)
-    assert d.max() < 1.12 * 30.0
+    assert np.percentile(d, 98) <= 1.07 * 30.0  # ICRU 50/62 107 % on the near-maximum D2%
     assert plan.dose.array.max() < 1.12 * 30.0
 
 

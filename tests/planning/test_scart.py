@@ -52,6 +52,9 @@ def test_scart_plan_meets_its_goals(scart, phantom):
     dose = plan.dose
     ijk = dose.grid.continuous_ijk(edge.points_lps_mm())
     edge_dose = ndimage.map_coordinates(dose.array, ijk[:, ::-1].T, order=1, mode="nearest")
+    # The built-in protocol's SCART arm keeps the GTV edge low: GTV D98% <= 5 Gy (a template
+    # choice, one third of the 15 Gy core). The mean over the 5 mm edge shell sits above its
+    # near-minimum, so the bound here is 35 % (5.25 Gy): a project bound, not a published value.
     assert edge_dose.mean() <= 0.35 * RX_GY
     check_tg101(plan, phantom.grid.voxel_volume_cc)
     history = [f for _, f in calls]
@@ -60,8 +63,9 @@ def test_scart_plan_meets_its_goals(scart, phantom):
     assert info["modulation"] == pytest.approx(plan.total_mu / info["open_field_total_mu"])
     assert info["modulation"] > 1.0
     assert info["stv_method"] == "dose_ratio"
-    # Dose-ratio STV: the GTV scaled by 3/15 per axis, about 0.2^3 = 0.8 % of its volume
-    # (more on a voxel grid, whose smallest shapes are coarse).
+    # Dose-ratio STV: the GTV scaled by 3/15 per axis, analytically 0.2^3 = 0.8 % of its volume.
+    # Bounds: half that (the analytic value cannot shrink on a grid) to 3.75 x (a ~1 cc core
+    # drawn in 2.5 mm voxels gains up to a voxel layer on each side; a label of our own).
     assert 0.004 < info["stv_volume_cc"] / info["gtv_volume_cc"] < 0.03
 
 

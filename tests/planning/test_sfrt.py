@@ -59,7 +59,13 @@ def test_sfrt_plan_meets_the_lattice_goals(sfrt, phantom):
     valley = ct_voxel_doses(plan, "Valley").mean()
     gtv = ct_voxel_doses(plan, "GTV")
     assert vertex == pytest.approx(RX_GY, rel=0.05)
+    # Peak-to-valley (mean vertex / mean valley) at least 3: the built-in protocol's SFRT arm
+    # (PVDR[mean] >= 3, a template choice; PVDR reported as the RSS GRID/LATTICE white paper
+    # recommends, Zhang et al., Radiat Res 194 (2020) 665).
     assert vertex / valley >= 3.0
+    # D10/D90 over the GTV at least 2: a floor, not a published value (regression: the fast
+    # demo's lattice plan gives 3.7, its homogeneous CRT plan 1.02); a lattice that lost its
+    # peaks and valleys falls to near 1.
     d10, d90 = np.percentile(gtv, 90.0), np.percentile(gtv, 10.0)
     assert d10 / d90 >= 2.0
     check_tg101(plan, voxel_cc)
@@ -76,7 +82,17 @@ def test_sfrt_optimiser_report_and_monotone_progress(sfrt):
     assert (
         rep["final_objective"] <= history[-1] and rep["final_objective"] < rep["initial_objective"]
     )
-    assert rep["stop_reason"] in ("iteration limit", "stalled", "converged")
+    # It stops on its stall rule before the 40 iterations: F fell by less than 0.2 % per
+    # iteration over the last 5 (DEFAULT_STALL_TOL, STALL_WINDOW), checked here on the progress
+    # history, and at no earlier iteration.
+    full = [rep["initial_objective"], *history]
+
+    def stalled_at(n):
+        return full[n - 5] - full[n] <= 2e-3 * 5 * abs(full[n])
+
+    assert rep["stop_reason"] == "stalled" and rep["iterations"] < ITERATIONS
+    assert stalled_at(len(full) - 1)
+    assert not any(stalled_at(n) for n in range(5, len(full) - 1))
     assert rep["time_per_iteration_s"] > 0
     assert len(plan.beams) == 9
     assert plan.info["gantry_deg"] == [40.0 * n for n in range(9)]

@@ -85,6 +85,14 @@ CASES = [
     (">=", 1 + E, 1 - E, Outcome.MINOR_DEVIATION),
     (">", 1.0, 1 - E, Outcome.MINOR_DEVIATION),
     (">", 1 + 2 * E, 1 + E, Outcome.MAJOR_DEVIATION),
+    (">=", 1 + E, 1.0, Outcome.MINOR_DEVIATION),  # exactly at the acceptable lower limit
+    # Within AT_LIMIT_RTOL (1e-9 relative) of a strict limit the value counts as at it (volumes
+    # summed from voxels carry that much floating-point noise): 5e-10 under "<" fails it, 1e-7
+    # under passes; likewise above ">".
+    ("<", 1 + 5e-10, 1 + E, Outcome.MINOR_DEVIATION),
+    ("<", 1 + 1e-7, None, Outcome.PER_PROTOCOL),
+    (">", 1 - 5e-10, 1 - E, Outcome.MINOR_DEVIATION),
+    (">", 1 - 1e-7, None, Outcome.PER_PROTOCOL),
 ]
 
 

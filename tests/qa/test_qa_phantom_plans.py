@@ -23,7 +23,18 @@ def test_every_arm_is_evaluated_on_the_phantom_plans(demo_metrics):
         evaluated = [r for r in rows if r["outcome"] != "not evaluated"]
         assert len(evaluated) >= 5, name
         assert all(r["value"] is not None for r in evaluated)
-        assert result["verdict"] in {"per protocol", "minor deviation", "major deviation"}
+    # The lattice and SCART plans are built to meet their arms: per protocol. The CRT's
+    # opposed fields cross the small bowel, and 30 Gy in 10 fractions gives it an EQD2 V15Gy near
+    # the QUANTEC limit of 120 cc (Kavanagh et al., IJROBP 76 (2010) S101; the demo gives 136 cc,
+    # a regression value): every other CRT row is per protocol, and the verdict follows that row.
+    assert qa["SFRT"]["verdict"] == "per protocol"
+    assert qa["SCART"]["verdict"] == "per protocol"
+    crt = {(r["structure"], r["metric"]): r for r in qa["CRT"]["rows"]}
+    bowel = crt.pop(("Bowel_Small", "EQD2:V15Gy[cc]"))
+    assert {r["outcome"] for r in crt.values()} <= {"per protocol", "not evaluated"}
+    bowel_ok = bowel["value"] < 120.0
+    assert bowel["outcome"] == ("per protocol" if bowel_ok else "major deviation")
+    assert qa["CRT"]["verdict"] == ("per protocol" if bowel_ok else "major deviation")
     # The targets are judged on the structures the planners made for them.
     judged = {
         (n, r["structure"])

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import pyvista as pv  # a hard dependency: a broken VTK must fail these tests, not skip them
 
-pv = pytest.importorskip("pyvista")
-
-from lattice_plan.dose.beam import Beam, Jaws  # noqa: E402
-from lattice_plan.errors import GeometryError, VisualizationError  # noqa: E402
-from lattice_plan.geometry.grid import Grid  # noqa: E402
-from lattice_plan.geometry.structure import Structure, StructureKind, StructureSet  # noqa: E402
-from lattice_plan.geometry.volume import Volume  # noqa: E402
-from lattice_plan.viz import scene3d  # noqa: E402
+from lattice_plan.dose.beam import Beam, Jaws
+from lattice_plan.errors import GeometryError, VisualizationError
+from lattice_plan.geometry.grid import Grid
+from lattice_plan.geometry.structure import Structure, StructureKind, StructureSet
+from lattice_plan.geometry.volume import Volume
+from lattice_plan.viz import scene3d
 
 CENTER = np.array([12.3, -7.4, 5.1])
 
