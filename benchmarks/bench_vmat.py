@@ -65,7 +65,7 @@ def run_arm(arm: str) -> dict[str, object]:
     from lattice_plan.planning.scart import build_scart_plan
     from lattice_plan.planning.sfrt import build_sfrt_plan
     from lattice_plan.planning.vmat import build_vmat_plan
-    from lattice_plan.recalc import recalculate
+    from lattice_plan.workflow.recalc import recalculate
 
     build = build_sfrt_plan if arm == "sfrt" else build_scart_plan
     patient = build_phantom()

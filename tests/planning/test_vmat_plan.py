@@ -28,7 +28,7 @@ from lattice_plan.planning.plan import Arm, Plan
 from lattice_plan.planning.prescription import Prescription
 from lattice_plan.planning.sfrt import build_sfrt_plan
 from lattice_plan.planning.vmat import build_vmat_plan
-from lattice_plan.recalc import recalculate
+from lattice_plan.workflow.recalc import recalculate
 
 from .conftest import check_tg101
 
