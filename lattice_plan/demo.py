@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lattice_plan.phantoms import build_phantom
-from lattice_plan.workflow import ARMS, Progress, run_case
+from lattice_plan.workflow import ARMS, Progress, crt_notes, run_case
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ def run_demo(
     fast: bool = False,
     delivery: str | None = None,
     progress: Progress | None = None,
+    crt_schedule: str | None = None,
 ) -> str:
     """Plan, evaluate and write the three arms of the built-in phantom into ``out_dir``.
 
@@ -56,7 +57,8 @@ def run_demo(
     ``"vmat"``: two full arcs, :mod:`lattice_plan.planning.vmat`); default: the spec's.
 
     Returns a human-readable summary (eligibility, per plan its prescription,
-    key metrics and protocol verdict, and where the outputs are).
+    key metrics and protocol verdict, and where the outputs are). ``crt_schedule``:
+    the CRT arm's schedule ("30Gy/10" by default, "20Gy/5", "8Gy/1").
     """
     settings = FAST_SETTINGS if fast else DEMO_SETTINGS
     sp = settings.phantom_spacing_mm
@@ -68,6 +70,7 @@ def run_demo(
         overrides={
             **settings.overrides,
             **({} if delivery is None else {"delivery.method": delivery}),
+            **({"crt.schedule": crt_schedule} if crt_schedule else {}),
         },
         protocol="builtin",
         write_ct=True,
@@ -107,5 +110,6 @@ def summary_text(metrics: dict[str, Any], out_dir: Path) -> str:
         if qa.get("arm"):
             parts.append(f"QA ({qa['arm']}): {qa['verdict']}")
         lines.append("; ".join(parts))
+        lines += [f"  {n}" for n in crt_notes(name, s)]
     lines.append(f"wrote {out_dir} (report: {out_dir / 'report.html'})")
     return "\n".join(lines)

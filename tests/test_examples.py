@@ -64,7 +64,7 @@ def test_plan_three_arms_example(coarse_phantom_dicom, tmp_path, capsys):
 def test_sweep_lattice_example(tmp_path, capsys):
     out = tmp_path / "sweep"
     args = ["--spacings", "25", "40", "--diameters", "10", "15", "--out", str(out)]
-    fast = ["--phantom-spacing", "5", "--max-iterations", "2", "--dose-spacing", "6"]
+    fast = ["--phantom-spacing", "5", "--max-iterations", "10", "--dose-spacing", "5"]
     assert _example("sweep_lattice").main(args + fast) == 0
     with (out / "sweep.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -75,7 +75,8 @@ def test_sweep_lattice_example(tmp_path, capsys):
         assert count[(25.0, d)] > count[(40.0, d)]
     assert count[(25.0, 10.0)] >= count[(25.0, 15.0)]
     # Every lattice is more heterogeneous than any plan ICRU 50/62 would call homogeneous
-    # (95-107 % of the prescription: D10/D90 <= 1.07 / 0.95 = 1.126).
+    # (95-107 % of the prescription: D10/D90 <= 1.07 / 0.95 = 1.126). Ten iterations on a 5 mm
+    # dose grid: with two on 6 mm the deliverable lattice was still near-uniform (1.10-1.26).
     for r in rows:
         assert float(r["pvdr_d10_d90"]) > 1.07 / 0.95
     _not_blank(out / "pvdr_sweep.png")

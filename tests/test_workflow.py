@@ -113,7 +113,7 @@ def test_protocol_arm_is_chosen_by_arm_fractions_and_dose():
     assert protocol_arm_for(proto, "SFRT", 1, 15.0) == "SFRT"
     assert protocol_arm_for(proto, "CRT", 10, 30.0) == "CRT_30Gy_10fx"
     assert protocol_arm_for(proto, "CRT", 1, 8.0) == "CRT_8Gy_1fx"
-    assert protocol_arm_for(proto, "CRT", 5, 20.0) is None  # the template has no 20 Gy/5 arm
+    assert protocol_arm_for(proto, "CRT", 5, 20.0) == "CRT_20Gy_5fx"  # added for issue 19
 
 
 # ------------------------------------------------------------------------------ the demo outputs

@@ -134,6 +134,18 @@ def add_end_cap_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_crt_schedule_option(parser: argparse.ArgumentParser) -> None:
+    """``--crt-schedule NAME``: the CRT arm's schedule, planned against its protocol arm."""
+    from lattice_plan.planning.crt import CRT_SCHEDULES
+
+    parser.add_argument(
+        "--crt-schedule",
+        metavar="NAME",
+        help=f"CRT schedule: {', '.join(CRT_SCHEDULES)} (default 30Gy/10); the CRT plan is "
+        "made against the protocol arm of that schedule",
+    )
+
+
 def write_json(path: str, data: Any) -> None:
     from lattice_plan.io.atomic import atomic_output_path
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lattice_plan.cli.common import EXIT_OK, progress_bars
+from lattice_plan.cli.common import EXIT_OK, add_crt_schedule_option, progress_bars
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=["sliding_window", "step_and_shoot", "ideal", "vmat"],
         help="how the SFRT and SCART plans are delivered (vmat: two full arcs); default sliding_window",
     )
+    add_crt_schedule_option(demo)
     demo.set_defaults(func=run)
 
 
@@ -42,7 +43,13 @@ def run(args: argparse.Namespace) -> int:
 
     bars = progress_bars(args)
     try:
-        summary = run_demo(Path(args.out), fast=args.fast, delivery=args.delivery, progress=bars)
+        summary = run_demo(
+            Path(args.out),
+            fast=args.fast,
+            delivery=args.delivery,
+            progress=bars,
+            crt_schedule=args.crt_schedule,
+        )
     finally:
         bars.close()
     if not args.quiet:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lattice_plan.cli.common import (
     EXIT_OK,
+    add_crt_schedule_option,
     parse_overrides,
     progress_bars,
     require_dir,
@@ -57,6 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a plan-spec key, e.g. --set dose.spacing_mm=3 --set lattice.spacing_mm=25",
     )
+    add_crt_schedule_option(plan)
     plan.add_argument(
         "--protocol",
         default="builtin",
@@ -81,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     for f in args.spec or ():
         load_spec(f)  # a missing or invalid spec fails before the CT is read
     overrides = parse_overrides(args.set)
+    if args.crt_schedule:
+        overrides["crt.schedule"] = args.crt_schedule
     overrides["structures.gtv"] = args.gtv
     if args.oar:
         overrides["structures.oars"] = list(args.oar)

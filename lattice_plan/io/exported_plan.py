@@ -7,7 +7,9 @@ their protocol check (``lattice-plan qa``), so both apply the same rules:
 - the RTDOSE must hold absolute dose (Gy);
 - the RTPLAN, when given, must be the plan the RTDOSE references;
 - the number of fractions is the one given, else the RTPLAN's; a given number that
-  contradicts the RTPLAN's is refused;
+  contradicts the RTPLAN's is refused (a protocol judges the planned schedule), unless
+  the caller asks for an override (``lattice-plan evaluate --fractions``: what-if
+  metrics of another schedule), which is logged;
 - an RTDOSE of one fraction (Dose Summation Type FRACTION) is multiplied by the
   number of fractions; a BEAM or other partial dose is refused.
 """
@@ -48,11 +50,13 @@ def load_exported_plan(
     *,
     fractions: int | None = None,
     prescription_gy: float | None = None,
+    override_rtplan: bool = False,
 ) -> ExportedPlan:
     """Read an RTDOSE (and its RTPLAN) as the dose of the whole course, by the rules above.
 
     ``fractions`` and ``prescription_gy`` (Gy, the total) default to the RTPLAN's;
-    the plan's name is the RTPLAN's label or name, else the file name.
+    the plan's name is the RTPLAN's label or name, else the file name. With
+    ``override_rtplan`` the given values win over the RTPLAN's instead of being refused.
     Raises :class:`~lattice_plan.errors.ExportedPlanError` when a rule is broken.
     """
     rtdose = load_rtdose(rtdose_path)
@@ -71,12 +75,20 @@ def load_exported_plan(
                 f"{str(rtplan_path)!r} is RTPLAN {rtplan.sop_instance_uid}; give the matching plan"
             )
         if rtplan.n_fractions is not None:
-            if fractions is not None and fractions != rtplan.n_fractions:
+            if fractions is not None and fractions != rtplan.n_fractions and override_rtplan:
+                log.info(
+                    "%s: %d fractions given instead of the %d planned in the RTPLAN",
+                    where,
+                    fractions,
+                    rtplan.n_fractions,
+                )
+            elif fractions is not None and fractions != rtplan.n_fractions:
                 raise ExportedPlanError(
                     f"fractions={fractions} contradicts the {rtplan.n_fractions} fractions planned "
                     f"in RTPLAN {str(rtplan_path)!r}; leave fractions out or correct it"
                 )
-            fractions = rtplan.n_fractions
+            else:
+                fractions = rtplan.n_fractions
         if prescription_gy is None:
             prescription_gy = rtplan.prescription_dose_gy
     summation = rtdose.summation_type.upper()

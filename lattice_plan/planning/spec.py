@@ -19,9 +19,12 @@ message names the file, the key and what was expected. Example (CRT)::
     target = "PTV"                   # optional; default per arm (PTV, Vertices, STV)
     method = "D95%"                  # optional; default per arm (D95%, Dmean, D95%)
 
-    [crt]                            # CRT only
+    [crt]                            # CRT only (lattice_plan.planning.crt_spec)
     ptv_margin_mm = 10.0
     penumbra_margin_mm = 7.0
+    schedule = "30Gy/10"             # or "20Gy/5", "8Gy/1" (instead of [prescription])
+    arrangements = ["single", "opposed", "near-obliques", "three-field", "box"]
+    max_segments_per_beam = 2        # field-in-field segments per field (0: open fields)
 
     [beams]
     gantry_deg = [0.0, 180.0]        # CRT: any angles (default: chosen from the target)
@@ -93,6 +96,7 @@ from lattice_plan.geometry.patient import Patient
 from lattice_plan.geometry.structure import StructureSet
 from lattice_plan.geometry.volume import Volume
 from lattice_plan.planning.crt import build_crt_plan
+from lattice_plan.planning.crt_limits import LimitSet
 from lattice_plan.planning.plan import Arm, Plan
 from lattice_plan.planning.scart import build_scart_plan
 from lattice_plan.planning.sfrt import (
@@ -134,11 +138,13 @@ def plan_patient(
     *,
     engine: DoseEngine | None = None,
     progress: Callable[[int, float], None] | None = None,
+    crt_limits: LimitSet | None = None,
 ) -> Plan:
     """Build the plan that ``spec`` describes for ``patient`` with the arm's builder.
 
     ``engine`` (a DoseEngine bound to the patient's CT) is reused when given;
-    ``progress(iteration, objective)`` is passed to the optimised arms.
+    ``progress(iteration, objective)`` is passed to the optimised arms; ``crt_limits``
+    (e.g. :func:`lattice_plan.qa.planning_limits` of the protocol arm) to the CRT builder.
     """
     s = _as_spec(spec)
     s.check_structures(patient.structures)
@@ -147,7 +153,7 @@ def plan_patient(
         kwargs["engine"] = engine
     log.info("building %s plan %r from %s", s.arm.value, s.name, s.source)
     if s.arm is Arm.CRT:
-        plan = build_crt_plan(patient, s.gtv, **kwargs)
+        plan = build_crt_plan(patient, s.gtv, limits=crt_limits, **kwargs)
     elif s.arm is Arm.SFRT:
         plan = build_sfrt_plan(patient, s.gtv, progress=progress, **kwargs)
     else:

@@ -13,7 +13,7 @@ from lattice_plan.geometry.lattice import LatticeParameters
 from lattice_plan.geometry.structure import StructureSet
 from lattice_plan.planning import objectives as obj_module
 from lattice_plan.planning.arcs import Arc
-from lattice_plan.planning.crt import PTV_NAME
+from lattice_plan.planning.crt import PTV_NAME, schedule_prescription
 from lattice_plan.planning.deliverable import DeliverySpec
 from lattice_plan.planning.plan import ARM_ONLY_SPEC_TABLES, Arm
 from lattice_plan.planning.prescription import Prescription
@@ -107,6 +107,9 @@ class PlanSpec:
     prescription: PrescriptionSpec | None = None
     ptv_margin_mm: float | None = None
     penumbra_margin_mm: float | None = None
+    crt_schedule: str | None = None
+    crt_arrangements: tuple[str, ...] | None = None
+    max_segments_per_beam: int | None = None
     beams: BeamSpec = BeamSpec()
     lattice: LatticeParameters | None = None
     core: ScartParameters | None = None
@@ -119,7 +122,9 @@ class PlanSpec:
     source: str = "<spec>"
 
     def resolved_prescription(self) -> Prescription | None:
-        return None if self.prescription is None else self.prescription.for_arm(self.arm)
+        if self.prescription is None:
+            return None if self.crt_schedule is None else schedule_prescription(self.crt_schedule)
+        return self.prescription.for_arm(self.arm)
 
     def check_structures(self, structures: StructureSet) -> None:
         """Refuse a spec whose GTV, OARs or prescription target the structure set lacks."""
@@ -175,6 +180,10 @@ class PlanSpec:
                 kw["gantry_deg"] = self.beams.gantry_deg
             if self.beams.weights is not None:
                 kw["weights"] = self.beams.weights
+            if self.crt_arrangements is not None:
+                kw["arrangements"] = self.crt_arrangements
+            if self.max_segments_per_beam is not None:
+                kw["max_segments_per_beam"] = self.max_segments_per_beam
             return kw
         if self.oars is not None:
             kw["oars"] = self.oars

@@ -15,6 +15,7 @@ from lattice_plan.geometry.lattice import LatticeParameters
 from lattice_plan.planning import objectives as obj_module
 from lattice_plan.planning.arcs import Arc, check_arcs
 from lattice_plan.planning.beams import BEAMLET_SIZES_MM
+from lattice_plan.planning.crt_spec import CrtTable, parse_crt_table
 from lattice_plan.planning.deliverable import DeliverySpec
 from lattice_plan.planning.plan import Arm
 from lattice_plan.planning.scart import ScartParameters
@@ -147,12 +148,13 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> PlanSpec:
     dose_spacing = dose_t.number("spacing_mm", None, positive=True)
     dose_t.finish()
 
-    ptv_margin = penumbra = None
+    crt = CrtTable()
     if "crt" in data:
-        ct = TomlTable(data["crt"], "crt", source)
-        ptv_margin = ct.number("ptv_margin_mm", None, minimum=0.0)
-        penumbra = ct.number("penumbra_margin_mm", None, minimum=0.0)
-        ct.finish()
+        crt = parse_crt_table(
+            TomlTable(data["crt"], "crt", source),
+            None if rx is None else rx.dose_per_fraction_gy,
+            None if rx is None else rx.fractions,
+        )
 
     max_iterations = None
     if "optimiser" in data:
@@ -215,8 +217,11 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> PlanSpec:
         gtv=gtv,
         oars=oars,
         prescription=rx,
-        ptv_margin_mm=ptv_margin,
-        penumbra_margin_mm=penumbra,
+        ptv_margin_mm=crt.ptv_margin_mm,
+        penumbra_margin_mm=crt.penumbra_margin_mm,
+        crt_schedule=crt.schedule,
+        crt_arrangements=crt.arrangements,
+        max_segments_per_beam=crt.max_segments_per_beam,
         beams=beams,
         lattice=lattice,
         core=core,

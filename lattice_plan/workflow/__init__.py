@@ -11,6 +11,8 @@ One job per module:
 - :mod:`~lattice_plan.workflow.outputs` (with :mod:`~lattice_plan.workflow.figures`):
   the DICOM objects, metrics, figures, 3D images and report, written atomically
   (:func:`write_case_outputs`);
+- :mod:`~lattice_plan.workflow.crt_summary`: the CRT reference plan's limits
+  (:func:`crt_limits_for`), metrics entries and report notes (:func:`crt_notes`);
 - :mod:`~lattice_plan.workflow.run`: one arm's plan (:func:`plan_case`) and the
   whole job (:func:`run_case`);
 - :mod:`~lattice_plan.workflow.exported`: plans exported as DICOM from any system
@@ -27,6 +29,7 @@ from lattice_plan.files import json_safe as _finite  # noqa: F401 (the old name)
 from lattice_plan.planning.plan import ARMS
 from lattice_plan.qa.lookup import load_protocol_arg, protocol_arm_for
 from lattice_plan.workflow._common import DEFAULT_METRICS, EQD2_METRICS, REPORTED_KINDS, Progress
+from lattice_plan.workflow.crt_summary import crt_limits_for, crt_notes
 from lattice_plan.workflow.dicom_case import DicomCase, load_dicom_case
 from lattice_plan.workflow.evaluate import evaluate_plans, patient_summary
 from lattice_plan.workflow.exported import evaluate_dicom, plan_scene
@@ -49,6 +52,8 @@ __all__ = [
     "DicomCase",
     "Progress",
     "apply_overrides",
+    "crt_limits_for",
+    "crt_notes",
     "evaluate_dicom",
     "evaluate_plans",
     "load_dicom_case",

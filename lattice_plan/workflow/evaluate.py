@@ -37,6 +37,7 @@ from lattice_plan.workflow._common import (
     first_of_kind,
     reported_structures,
 )
+from lattice_plan.workflow.crt_summary import crt_fields
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ def _plan_summary(plan: Plan, per_structure: Mapping[str, Mapping[str, Any]]) ->
     for key in ("arrangement", "modulation", "normalisation_factor", "timings_s", "spec_source"):
         if key in info:
             summary[key] = info[key]
+    # What the reference plan is, what it was planned against, and what was tried.
+    summary.update(crt_fields(plan))
     if "optimizer" in info:
         opt = info["optimizer"]
         summary["optimiser"] = {
@@ -174,6 +177,7 @@ _PLAN_ROWS: tuple[tuple[str, str], ...] = (
     ("fractions", "fractions"),
     ("total MU per fraction", "total_mu_per_fraction"),
     ("modulation (MU / open-field MU)", "modulation"),
+    ("CRT plan (arrangement, weights, segments, MU)", "crt_plan"),
     ("dose maximum (Gy)", "max_dose_gy"),
     ("vertices", "n_vertices"),
     ("vertex density (per 100 cc)", "vertex_density_per_100cc"),

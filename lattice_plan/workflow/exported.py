@@ -83,7 +83,11 @@ def evaluate_dicom(
     if not specs:
         raise AnalysisError("give at least one metric (e.g. Dmean, D95%, V20Gy[cc])")
     exported = load_exported_plan(
-        rtdose_path, rtplan_path, fractions=fractions, prescription_gy=prescription_gy
+        rtdose_path,
+        rtplan_path,
+        fractions=fractions,
+        prescription_gy=prescription_gy,
+        override_rtplan=True,
     )
     dose, fractions, prescription_gy = exported.dose, exported.fractions, exported.prescription_gy
     plan_name, summation = exported.plan_name, exported.summation_type

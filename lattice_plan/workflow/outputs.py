@@ -30,6 +30,7 @@ from lattice_plan.io.rtplan import write_rtplan
 from lattice_plan.io.rtstruct import add_to_rtstruct, list_rois, write_rtstruct
 from lattice_plan.planning.plan import Plan
 from lattice_plan.workflow._common import Progress, report_progress, safe_name
+from lattice_plan.workflow.crt_summary import crt_notes
 from lattice_plan.workflow.figures import write_figures, write_scenes
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,9 @@ def _write_report(
         info["protocol"] = f"{metrics['protocol']['name']} v{metrics['protocol']['version']}"
     info.update(inputs or {})
     reference = metrics.get("reference_plan")
+    notes = []
+    for name, summary in metrics["plans"].items():
+        notes += crt_notes(name, summary)
     write_report(
         path,
         f"lattice_plan: {', '.join(p.name for p in plans)} for {patient.patient_id}",
@@ -245,5 +249,6 @@ def _write_report(
         inputs=info,
         reference_plan=reference,
         plans=[p.name for p in plans],
+        notes=notes,
         qa_verdicts=verdicts or None,
     )

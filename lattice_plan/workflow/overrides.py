@@ -70,9 +70,16 @@ def spec_to_mapping(spec: PlanSpec) -> dict[str, Any]:
         data["beams"] = beams
     if spec.dose_spacing_mm is not None:
         data["dose"] = {"spacing_mm": spec.dose_spacing_mm}
+    crt_keys = {
+        "ptv_margin_mm": "ptv_margin_mm",
+        "penumbra_margin_mm": "penumbra_margin_mm",
+        "crt_schedule": "schedule",
+        "crt_arrangements": "arrangements",
+        "max_segments_per_beam": "max_segments_per_beam",
+    }
     crt = {
-        k: getattr(spec, k)
-        for k in ("ptv_margin_mm", "penumbra_margin_mm")
+        key: toml_plain(getattr(spec, k))
+        for k, key in crt_keys.items()
         if getattr(spec, k) is not None
     }
     if crt:
@@ -143,6 +150,9 @@ def resolve_spec(
         data: Mapping[str, Any]
         if spec is None:
             data, source = DEFAULT_SPECS[arm_value], f"default {arm_value} spec"
+            if overrides and "crt.schedule" in overrides:
+                # A schedule replaces the default spec's prescription (30 Gy in 10).
+                data = {k: v for k, v in data.items() if k != "prescription"}
         elif isinstance(spec, PlanSpec):
             data, source = spec_to_mapping(spec), spec.source
         elif isinstance(spec, str | os.PathLike):

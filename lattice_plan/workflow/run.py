@@ -24,6 +24,7 @@ from lattice_plan.io.ct import CTSeries
 from lattice_plan.planning.plan import ARMS, Arm, Plan, spec_key_applies
 from lattice_plan.planning.spec import PlanSpec, load_spec, plan_patient
 from lattice_plan.workflow._common import Progress, report_progress
+from lattice_plan.workflow.crt_summary import crt_limits_for
 from lattice_plan.workflow.evaluate import evaluate_plans
 from lattice_plan.workflow.outputs import COMPLETE_MARKER, write_case_outputs
 from lattice_plan.workflow.overrides import resolve_spec
@@ -38,6 +39,7 @@ def plan_case(
     spec: Mapping[str, Any] | PlanSpec | str | os.PathLike[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    protocol: str | os.PathLike[str] | None = None,
 ) -> Plan:
     """The plan of one ``arm`` ("SFRT", "SCART" or "CRT") for ``patient``.
 
@@ -48,7 +50,9 @@ def plan_case(
     SFRT, ``scart.*`` except for SCART, ``crt.*`` except for CRT, ``optimiser.*``
     for CRT) are left out, so one set of overrides serves every arm.
     ``progress("<plan>: optimising", iteration, max_iterations)`` reports the
-    optimiser of SFRT and SCART plans.
+    optimiser of SFRT and SCART plans. ``protocol`` ("builtin", a built-in name or a
+    TOML file): a CRT plan is planned against the dose limits of the protocol arm it
+    will be checked against (:func:`~lattice_plan.workflow.crt_summary.crt_limits_for`).
     """
     arm_value = Arm.parse(arm).value
     own = {k: v for k, v in (overrides or {}).items() if spec_key_applies(str(k), arm_value)}
@@ -66,7 +70,8 @@ def plan_case(
         report_progress(progress, task, int(iteration), total)
 
     t0 = time.perf_counter()
-    plan = plan_patient(patient, s, progress=on_iteration if progress else None)
+    limits = crt_limits_for(patient, s, protocol) if s.arm is Arm.CRT else None
+    plan = plan_patient(patient, s, progress=on_iteration if progress else None, crt_limits=limits)
     log.info("planned %s (%s) in %.1f s", plan.name, plan.arm.value, time.perf_counter() - t0)
     return plan
 
@@ -126,6 +131,7 @@ def run_case(
                 spec=_spec_for(arm, spec_files),
                 overrides=overrides,
                 progress=progress,
+                protocol=protocol,
             )
         )
         report_progress(progress, f"planning {arm}", 1, 1)

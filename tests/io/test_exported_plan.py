@@ -22,14 +22,19 @@ def test_fractions_and_plan_dose_come_from_the_rtplan():
     assert float(plan.dose.array.max()) == pytest.approx(float(stored.max()), rel=1e-12)
 
 
-def test_evaluate_and_qa_refuse_contradicting_fractions_alike():
+def test_qa_refuses_contradicting_fractions_and_evaluate_overrides_them():
+    """A protocol judges the planned schedule, so the check refuses 5 fractions against the
+    RTPLAN's 7; the evaluation takes them as a what-if override (``evaluate --fractions``)."""
     folder = reference_path("dicom", "breast-boost-plan")
     with pytest.raises(ExportedPlanError, match="contradicts the 7 fractions planned") as info:
-        evaluate_dicom(
-            folder / "rtdose.dcm",
-            folder / "rtss.dcm",
-            rtplan_path=folder / "rtplan.dcm",
-            fractions=5,
-        )
+        load_exported_plan(folder / "rtdose.dcm", folder / "rtplan.dcm", fractions=5)
     # One class that callers of the evaluation and of the protocol check both catch.
     assert isinstance(info.value, AnalysisError) and isinstance(info.value, ProtocolError)
+    result = evaluate_dicom(
+        folder / "rtdose.dcm",
+        folder / "rtss.dcm",
+        rtplan_path=folder / "rtplan.dcm",
+        fractions=5,
+        metrics=("Dmean",),
+    )
+    assert result["fractions"] == 5

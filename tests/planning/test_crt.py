@@ -8,19 +8,27 @@ from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.errors import PlanningError
 from lattice_plan.geometry import Grid, Patient, Structure, StructureKind, StructureSet, Volume
 from lattice_plan.geometry.structure import structure_on_grid
+from lattice_plan.phantoms import build_phantom
 from lattice_plan.planning.beams import gantry_for_direction
 from lattice_plan.planning.crt import (
-    CRT_FRACTIONATIONS,
-    _weight_grid,
-    best_weights,
+    CRT_SCHEDULES,
     build_crt_plan,
-    candidate_arrangements,
     crt_prescription,
+    schedule_name,
+    schedule_prescription,
+)
+from lattice_plan.planning.crt_arrangements import (
+    ARRANGEMENT_NAMES,
+    candidate_arrangements,
+    check_arrangement_names,
     field_label,
     locate_target,
 )
-from lattice_plan.planning.plan import Arm
+from lattice_plan.planning.crt_limits import PLANNING_MARGIN, DoseLimit, LimitSet
+from lattice_plan.planning.crt_weights import WeightProblem, optimise_weights
 from lattice_plan.planning.spec import plan_patient
+from lattice_plan.qa import Verdict, check, load_builtin_protocol
+from lattice_plan.qa.planning_limits import planning_limits
 
 # ---------------------------------------------------------------------------- geometry only
 
@@ -119,26 +127,46 @@ def test_locate_target_outside_the_body():
 def test_candidate_arrangements():
     central = locate_target(*_targets((0, 0, 0)))
     ap_pa, box = candidate_arrangements(central)
-    assert ap_pa.name == "AP/PA" and ap_pa.gantry_deg == (0.0, 180.0)
-    assert box.name == "four-field box" and box.gantry_deg == (0.0, 180.0, 90.0, 270.0)
+    assert ap_pa.name == "PA/AP weighted" and ap_pa.gantry_deg == (180.0, 0.0)
+    assert box.name == "four-field box" and box.gantry_deg == (180.0, 0.0, 90.0, 270.0)
     posterior = locate_target(*_targets((0, 60, 0)))
     cands = candidate_arrangements(posterior)
+    assert [c.key for c in cands] == list(ARRANGEMENT_NAMES)
     assert [c.gantry_deg for c in cands] == [
+        (180.0,),  # PA alone
+        (180.0, 0.0),  # PA/AP
         (180.0, 225.0, 135.0),  # PA plus posterior obliques at +/-45 deg (HFS)
-        (180.0, 0.0),
-        (180.0, 225.0, 135.0, 0.0),
-        (0.0, 180.0, 90.0, 270.0),
+        (180.0, 90.0, 270.0),  # PA plus both laterals
+        (180.0, 0.0, 90.0, 270.0),  # box
     ]
-    assert cands[0].name == "PA + posterior obliques"
+    assert [c.name for c in cands] == [
+        "PA",
+        "PA/AP weighted",
+        "PA + posterior obliques",
+        "PA + LLAT + RLAT",
+        "four-field box",
+    ]
     assert all(c.reason.startswith("posterior target") for c in cands)
+    only = candidate_arrangements(posterior, names=["box", "single"])
+    assert [c.key for c in only] == ["box", "single"]
     left = candidate_arrangements(locate_target(*_targets((100, 0, 0))))
-    assert left[0].gantry_deg == (90.0, 135.0, 45.0)
-    assert left[0].name == "LLAT + left obliques"
+    assert left[2].gantry_deg == (90.0, 135.0, 45.0)
+    assert left[2].name == "LLAT + left obliques"
     # Prone (HFP): the back faces the ceiling, so the PA field is gantry 0; gantry 90
     # (source at +X_f) then faces the patient's right, so 45 is the right-posterior oblique.
     prone = candidate_arrangements(posterior, "HFP")
-    assert prone[0].gantry_deg == (0.0, 45.0, 315.0)
-    assert [field_label(g, "HFP") for g in prone[0].gantry_deg] == ["PA", "RPO", "LPO"]
+    assert prone[2].gantry_deg == (0.0, 45.0, 315.0)
+    assert [field_label(g, "HFP") for g in prone[2].gantry_deg] == ["PA", "RPO", "LPO"]
+
+
+def test_arrangement_names_are_checked():
+    posterior = locate_target(*_targets((0, 60, 0)))
+    with pytest.raises(PlanningError, match="arrangement list is empty"):
+        candidate_arrangements(posterior, names=[])
+    with pytest.raises(PlanningError, match=r"unknown CRT arrangement.*'wedge-pair'"):
+        candidate_arrangements(posterior, names=["box", "wedge-pair"])
+    with pytest.raises(PlanningError, match="repeat"):
+        check_arrangement_names(["box", "box"])
 
 
 def _targets(centre):
@@ -146,71 +174,109 @@ def _targets(centre):
     return p.structures["GTV"], p.structures["External"]
 
 
-def test_weight_grid_counts_and_bounds():
-    # Weights on a 5 % grid, each >= 10 %, summing to 1: integers k_i >= 2 with sum 20;
-    # stars and bars gives C(20 - 2n + n - 1, n - 1) combinations.
-    from math import comb
-
-    for n in (1, 2, 3, 4):
-        W = _weight_grid(n)
-        assert len(W) == comb(20 - 2 * n + n - 1, n - 1)
-        np.testing.assert_allclose(W.sum(axis=1), 1.0)
-        assert W.min() >= 0.1 - 1e-12
-
-
-def test_best_weights_flatten_opposed_gradients():
-    """Two fields with opposite linear gradients across the target: equal weights are flat."""
-    t = np.linspace(-1, 1, 2001)
-    per_field = np.stack([1 + 0.3 * t, 1 - 0.3 * t])
-    w, hom = best_weights(per_field)
-    np.testing.assert_allclose(w, [0.5, 0.5])
-    assert hom.ptv == pytest.approx(1.0, abs=1e-12) and hom.overall == hom.ptv
-    # Unequal gradients (0.4 vs 0.2 per unit t): w1 * 0.4 = w2 * 0.2 -> w = (1/3, 2/3),
-    # nearest on the 5 % grid: 0.35 / 0.65 (residual slope 0.01, ratio within 2 %).
-    w, hom = best_weights(np.stack([1 + 0.4 * t, 1 - 0.2 * t]))
-    assert w[0] == pytest.approx(0.35) and hom.ptv < 1.02
-
-
-def test_best_weights_count_hot_spots_outside_the_target():
-    """Field 1 is flat in the target but delivers 2x the isocentre dose to one outside voxel;
-    field 2 has a gradient in the target. The PTV-only optimum (all field 1) would put a 200 %
-    hot spot outside, so the weights move towards field 2 until the two maxima balance."""
-    t = np.linspace(-1, 1, 1001)
-    ptv = np.stack([np.ones_like(t), 1 + 0.5 * t])
-    outside = np.array([[2.0], [0.0]])
-    w_ptv_only, _ = best_weights(ptv)
-    assert w_ptv_only[0] == pytest.approx(0.9)  # as much of the flat field as allowed
-    w, h = best_weights(ptv, outside)
-    assert h.overall >= h.ptv
-    # Analytic: weights (a, 1 - a); PTV max a + (1 - a) 1.5, D95 ~ a + (1 - a)(1 - 0.45);
-    # outside 2a. Brute force over the documented weight grid (5 % steps, each field at least
-    # 10 %), with Dmax / D95 (5th percentile) computed here: the chosen weighting is its optimum.
-    a = np.arange(10, 91, 5) / 100.0
-    doses = a[:, None] * ptv[0] + (1 - a[:, None]) * ptv[1]
-    d95 = np.percentile(doses, 5.0, axis=1)
-    overall = np.maximum(doses.max(axis=1), 2.0 * a) / d95
-    assert w[0] == pytest.approx(a[np.argmin(overall)])
-    assert h.overall == pytest.approx(overall.min(), rel=1e-9)
-    assert w[0] < w_ptv_only[0]
-
-
-def test_best_weights_prefer_low_integral_dose_on_a_tie():
-    flat = np.ones((2, 100))
-    w, hom = best_weights(flat, body_mean=np.array([2.0, 1.0]))
-    np.testing.assert_allclose(w, [0.1, 0.9])  # the field with less body dose, at most
-    assert hom.overall == pytest.approx(1.0)
-
-
-def test_crt_prescriptions():
-    for key, (dose, n) in CRT_FRACTIONATIONS.items():
-        rx = crt_prescription(dose, n)
+def test_schedules():
+    for key, (dose, n) in CRT_SCHEDULES.items():
+        rx = schedule_prescription(key)
         assert rx.total_dose_gy == pytest.approx(dose) and rx.fractions == n, key
         assert (rx.target, rx.method) == ("PTV", "D95%")
+        assert schedule_name(rx) == key
+    assert schedule_prescription("8 Gy x 1").total_dose_gy == pytest.approx(8.0)
+    assert schedule_prescription("20gy/5fx").fractions == 5
+    with pytest.raises(PlanningError, match=r"unknown CRT schedule '25Gy/5'.*30Gy/10"):
+        schedule_prescription("25Gy/5")
     with pytest.raises(PlanningError, match="positive integer"):
         crt_prescription(8.0, 0)
 
 
+# ---------------------------------------------------------------------------- dose limits
+def _limit(**kw):
+    g = Grid.from_extent((0, 0, 0), (10, 10, 10), 5.0)
+    s = Structure("OAR", np.ones(g.shape, dtype=bool), g)
+    base = {"label": "OAR limit", "structure": s, "kind": "max", "unit": "Gy", "upper": True}
+    return DoseLimit(**{**base, **kw})
+
+
+def test_eqd2_conversion_and_its_inverse():
+    # EQD2 = D (d + a/b) / (2 + a/b): 30 Gy in 10 x 3 Gy, a/b = 10 -> 30 x 13 / 12 = 32.5 Gy.
+    lim = _limit(limit=50.0, quantity="EQD2", alpha_beta_gy=10.0)
+    assert float(lim.effective_gy(np.array([30.0]), 10)[0]) == pytest.approx(32.5)
+    assert lim.physical_gy(32.5, 10) == pytest.approx(30.0)
+    # 8 Gy x 1, a/b = 2: EQD2 = 8 x 10 / 4 = 20 Gy.
+    cord = _limit(limit=50.0, quantity="EQD2", alpha_beta_gy=2.0)
+    assert float(cord.effective_gy(np.array([8.0]), 1)[0]) == pytest.approx(20.0)
+    assert cord.physical_gy(20.0, 1) == pytest.approx(8.0)
+
+
+def test_limit_values_and_outcomes():
+    dose = np.array([10.0, 20.0, 30.0, 40.0])  # four voxels of 0.5 cc
+    v = _limit(kind="volume_at_dose", dose=25.0, dose_unit="Gy", unit="cc", limit=1.2)
+    assert v.value(dose, 0.5, 1, 30.0) == pytest.approx(1.0)  # two voxels >= 25 Gy
+    assert v.outcome(1.0) == "per protocol" and v.outcome(1.3) == "major deviation"
+    pct = _limit(kind="volume_at_dose", dose=50.0, dose_unit="%", unit="%", limit=60.0)
+    assert pct.value(dose, 0.5, 1, 40.0) == pytest.approx(75.0)  # >= 20 Gy: 3 of 4
+    d1 = _limit(kind="dose_at_volume", volume=1.0, volume_unit="cc", limit=35.0, acceptable=40.0)
+    assert d1.value(dose, 0.5, 1, 30.0) == pytest.approx(30.0)  # hottest 1 cc: 2 voxels
+    assert d1.outcome(38.0) == "minor deviation"
+    assert d1.excess(38.0) == pytest.approx(3.0 / 35.0)
+    mean = _limit(kind="mean", limit=20.0, strict=True)
+    assert mean.value(dose, 0.5, 1, 30.0) == pytest.approx(25.0)
+    assert mean.outcome(20.0) == "major deviation"  # strict "<" fails at the limit
+    with pytest.raises(PlanningError, match="acceptable value must be looser"):
+        _limit(limit=20.0, acceptable=15.0)
+    with pytest.raises(PlanningError, match="EQD2 needs a positive alpha_beta_gy"):
+        _limit(limit=20.0, quantity="EQD2")
+
+
+def _problem(ptv, limits=(), outside=None):
+    ptv = np.asarray(ptv, dtype=float)
+    out = np.zeros((ptv.shape[0], 1)) if outside is None else np.asarray(outside, dtype=float)
+    return WeightProblem(
+        ptv=ptv,
+        outside=out,
+        limits=tuple(limits),
+        body_mean=ptv.mean(axis=1),
+        voxel_cc=0.5,
+        fractions=1,
+        rx_gy=1.0,
+    )
+
+
+def test_weights_flatten_opposed_gradients():
+    """Two fields with opposite linear gradients across the target: equal weights are flat
+    (analytic: w1 (1 + 0.3 t) + w2 (1 - 0.3 t) is constant for w1 = w2)."""
+    t = np.linspace(-1, 1, 2001)
+    w, ev = optimise_weights(_problem([1 + 0.3 * t, 1 - 0.3 * t]), np.array([0.9, 0.1]))
+    assert w[0] / w[1] == pytest.approx(1.0, abs=1e-3)
+    assert ev.dmax_pct == pytest.approx(100.0, abs=0.1) and ev.status == 0
+    assert ev.hi == pytest.approx(0.0, abs=1e-3)
+
+
+def test_weights_meet_an_organ_limit():
+    """Field 1 is flat in the target and gives the organ its full dose; field 2 has a
+    gradient and spares the organ. Without the limit field 1 alone is flattest; the organ
+    maximum of 0.5 Gy (planned 3 % inside) caps field 1's weight, field 2 makes up the rest."""
+    t = np.linspace(-1, 1, 1001)
+    ptv = [np.ones_like(t), 1 + 0.2 * t]
+    free, ev_free = optimise_weights(_problem(ptv), np.array([0.5, 0.5]))
+    assert free[1] < 0.01 * free[0] and ev_free.dmax_pct == pytest.approx(100.0, abs=0.1)
+    organ = np.array([[1.0, 0.9], [0.0, 0.0]])
+    lim = _limit(limit=0.5)
+    w, ev = optimise_weights(_problem(ptv, [(lim, organ)]), np.array([0.5, 0.5]))
+    # The programme covers 96.5 % of the PTV at Rx (COVERAGE_SLACK_PCT); the D95
+    # normalisation then scales the weights down by well under 1 %.
+    assert 0.99 * 0.5 * (1 - PLANNING_MARGIN) < w[0] <= 0.5 * (1 - PLANNING_MARGIN) + 1e-9
+    assert ev.values[0] <= 0.5 and ev.outcomes == ("per protocol",)
+    # Field 2 makes up the rest: D(t) = a + b (1 + 0.2 t) with D95 (t = -0.9) = 1 Gy gives
+    # b = (1 - a) / 0.82 and a hot spot a + 1.2 b at t = 1; the organ limit outweighs the
+    # 107 % hot-spot limit, which is reported broken.
+    a = w[0]
+    assert w[1] == pytest.approx((1 - a) / 0.82, rel=2e-3)
+    assert ev.dmax_pct == pytest.approx(100 * (a + 1.2 * (1 - a) / 0.82), rel=2e-3)
+    assert ev.status == 2 and ev.n_broken == 1
+
+
 # ---------------------------------------------------------------------------- with dose
+PROTOCOL = load_builtin_protocol()
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +286,9 @@ def phantom_engine(phantom):
 
 @pytest.fixture(scope="module")
 def phantom_plan(phantom, phantom_engine):
-    return build_crt_plan(phantom, engine=phantom_engine)
+    """The default CRT plan of the demo phantom, against the built-in CRT_30Gy_10fx arm."""
+    limits = planning_limits(PROTOCOL, "CRT_30Gy_10fx", phantom.structures)
+    return build_crt_plan(phantom, engine=phantom_engine, limits=limits)
 
 
 def _ptv_dose(plan):
@@ -228,32 +296,35 @@ def _ptv_dose(plan):
     return plan.dose.array[mask]
 
 
-@pytest.mark.slow
-def test_phantom_crt_meets_the_issue_targets(phantom_plan):
-    """Issue 7: PTV D95 equals the prescription within 1 %, PTV D2% within 107 % (ICRU 50/62)."""
-    plan = phantom_plan
-    assert plan.arm is Arm.CRT
-    rx = plan.prescription
-    assert (rx.total_dose_gy, rx.fractions, rx.method) == (30.0, 10, "D95%")
-    d = _ptv_dose(plan)
-    assert np.percentile(d, 5) == pytest.approx(30.0, rel=0.01)
-    # ICRU 50/62: PTV dose within 95-107 % of the prescription (the protocol's CRT limit),
-    # judged on the near-maximum D2% (ICRU 83).
-    assert np.percentile(d, 98) <= 1.07 * 30.0
-    # Independently, the analysis DVH (sub-voxel sampling of the CT-grid PTV) agrees.
+def _check_issue_19(plan, arm):
+    """Issue 19: the protocol check says "per protocol" (at most minor deviations), PTV D95 =
+    Rx, and the hot spot at most 107 % of Rx (voxel centres, as the builder plans it; ICRU
+    50/62: PTV dose within 95-107 % of the prescription, the protocol's CRT limit)."""
+    rx = plan.prescription.total_dose_gy
+    result = check(plan, None, PROTOCOL, arm, allow_partial=True)
+    assert result.verdict in (Verdict.PER_PROTOCOL, Verdict.MINOR_DEVIATION), str(result)
     dvh = DVH.from_dose(plan.dose, plan.structures["PTV"])
-    assert dvh.metric("D95%") == pytest.approx(30.0, rel=0.01)
-    assert dvh.metric("D2%") <= 1.07 * 30.0
-    # The chosen candidate's hot spots (relative to D95 = the prescription) are the plan's;
-    # candidates are scored on voxel-centre D95, the plan is normalised on the sub-voxel
-    # D95 of the DVHs, which differ by well under 1 % for a PTV of this size.
-    chosen = next(c for c in plan.info["candidates"] if c["name"] == plan.info["arrangement"])
-    assert d.max() / 30.0 == pytest.approx(chosen["ptv_dmax_over_d95"], rel=0.01)
-    assert plan.dose.array.max() / 30.0 == pytest.approx(chosen["dmax_over_d95"], rel=0.01)
-    # ... and no candidate had a lower overall hot spot by more than the 2 % tie margin.
-    assert chosen["dmax_over_d95"] <= 1.02 * min(
-        c["dmax_over_d95"] for c in plan.info["candidates"]
-    )
+    assert dvh.metric("D95%") == pytest.approx(rx, rel=1e-3)
+    assert plan.dose.array.max() <= 1.07 * rx
+    assert plan.info["meets_limits"] and plan.info["limit_failures"] == []
+    # The planner planned against exactly the organ constraints the check evaluates
+    # (limit_results ends with the 107 % hot-spot row).
+    organ_rows = [r for r in result.rows if r.value is not None and r.structure != "PTV"]
+    assert len(organ_rows) == len(plan.info["limit_results"]) - 1
+    return result
+
+
+@pytest.mark.slow
+def test_phantom_crt_meets_the_protocol_arm(phantom_plan):
+    """Issue 19: the demo gave Bowel_Small EQD2 V15Gy 141.8 cc against < 120 cc with the old
+    four-field box; planned against the limits the box with field-in-field segments meets
+    them (about 102 cc, PTV D2 about 105 %)."""
+    plan = phantom_plan
+    assert (plan.prescription.total_dose_gy, plan.fractions) == (30.0, 10)
+    assert plan.info["schedule"] == "30Gy/10"
+    _check_issue_19(plan, "CRT_30Gy_10fx")
+    bowel = next(r for r in plan.info["limit_results"] if "V15Gy" in r["limit"])
+    assert bowel["value"] < 120.0 and bowel["outcome"] == "per protocol"
 
 
 @pytest.mark.slow
@@ -261,28 +332,45 @@ def test_phantom_crt_records_how_it_was_made(phantom, phantom_plan):
     info = phantom_plan.info
     # The mass is left-paravertebral: its PTV centroid is nearest the posterior skin.
     assert info["target_position"]["location"] == "posterior"
-    assert info["arrangement"] in {c["name"] for c in info["candidates"]}
-    assert info["arrangement_reason"].startswith("posterior target")
-    names = [c["name"] for c in info["candidates"]]
-    assert names[0] == "PA + posterior obliques" and len(names) == 4
+    assert [c["key"] for c in info["candidates"]] == list(ARRANGEMENT_NAMES)
+    assert len(info["candidate_lines"]) == 5
+    # One-sided fields cannot cover this deep target homogeneously: PA alone and PA plus
+    # posterior obliques keep hot spots far above 107 % (depth dose through ~9 cm of PTV).
+    by_key = {c["key"]: c for c in info["candidates"]}
+    assert by_key["single"]["dmax_pct"] > 130 and not by_key["single"]["meets_limits"]
+    assert by_key["near-obliques"]["dmax_pct"] > 130
+    assert by_key["single"]["segments_note"].startswith("not tried: open-field hot spot 15")
+    assert "segment(s) (not tried" in by_key["single"]["line"]
+    chosen = next(c for c in info["candidates"] if c["name"] == info["arrangement"])
+    assert chosen["meets_limits"]
+    # Among the candidates that meet every limit, the chosen one is the most homogeneous.
+    passing = [c for c in info["candidates"] if c["meets_limits"]]
+    assert chosen["homogeneity_index"] <= min(c["homogeneity_index"] for c in passing) + 0.005
+    assert info["crt_plan"].startswith(info["arrangement"] + ":")
+    assert f"{info['n_segments']} segment(s)" in info["crt_plan"]
     assert sum(info["weights"]) == pytest.approx(1.0)
+    # Segments: same gantry, jaws and isocentre as their field, a smaller MLC opening.
+    beams = {b.name: b for b in phantom_plan.beams}
+    for b in beams.values():
+        if "segment_of" in b.extra:
+            field = beams[b.extra["segment_of"]]
+            assert b.gantry_deg == field.gantry_deg and b.jaws == field.jaws
+            assert b.isocenter_lps_mm == field.isocenter_lps_mm
+            assert b.extra["aperture_area_mm2"] < field.extra["aperture_area_mm2"]
+            assert b.mu >= 2.0  # MIN_SEGMENT_MU: deliverable
     # Isocentre: the PTV centroid rounded to whole mm.
     iso = np.array(info["isocenter_lps_mm"])
     np.testing.assert_array_equal(iso, np.round(iso))
     centroid = phantom_plan.structures["PTV"].points_lps_mm().mean(axis=0)
     assert np.all(np.abs(iso - centroid) <= 0.5 + 1e-9)
-    # MU: per fraction, positive, totalled.
     mus = info["mu_per_beam"]
-    assert set(mus) == {b.name for b in phantom_plan.beams}
-    assert all(m > 0 for m in mus.values())
+    assert set(mus) == set(beams) and all(m > 0 for m in mus.values())
     assert info["total_mu"] == pytest.approx(sum(mus.values()))
-    assert phantom_plan.total_mu == pytest.approx(info["total_mu"])
-    assert info["modulation"] == 1.0  # open conformal fields, no fluence modulation
+    assert info["limits_source"] == f"{PROTOCOL.name}: CRT_30Gy_10fx"
     # The PTV is the GTV + 10 mm within the body, added to the plan's structures.
     ptv = phantom_plan.structures["PTV"]
     assert ptv.kind is StructureKind.PTV
-    gtv = phantom.structures["GTV"]
-    assert np.all(ptv.mask[gtv.mask])
+    assert np.all(ptv.mask[phantom.structures["GTV"].mask])
     assert not np.any(ptv.mask & ~phantom.structures.external().mask)
 
 
@@ -292,18 +380,58 @@ def test_phantom_crt_dose_is_the_dose_of_its_beams(phantom_plan, phantom_engine)
     plan = phantom_plan
     recomputed = phantom_engine.compute(plan.beams).array * plan.fractions
     np.testing.assert_allclose(plan.dose.array, recomputed, rtol=1e-9, atol=1e-9)
-    # The weights are the fields' shares of the isocentre dose.
-    iso = np.asarray(plan.info["isocenter_lps_mm"])[None, :]
-    shares = np.array([phantom_engine.point_dose([b], iso)[0] for b in plan.beams])
-    np.testing.assert_allclose(shares / shares.sum(), plan.info["weights"], atol=0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"mass_diameters_mm": (76.0, 66.0, 80.0), "seed": 1},
+        {"mass_diameters_mm": (52.0, 46.0, 56.0), "seed": 2},
+    ],
+    ids=["large-mass", "small-mass"],
+)
+def test_cohort_phantoms_meet_the_protocol_arm(params):
+    """The other two phantoms of examples/cohort_phantom_sweep.toml, on its 3 mm dose grid."""
+    p = build_phantom(**params)
+    limits = planning_limits(PROTOCOL, "CRT_30Gy_10fx", p.structures)
+    _check_issue_19(build_crt_plan(p, limits=limits, dose_spacing_mm=3.0), "CRT_30Gy_10fx")
+
+
+@pytest.mark.slow
+def test_a_limit_no_candidate_meets_is_explained(phantom):
+    """An impossible limit (GTV Dmax < 20 Gy, while the PTV around it gets D95 = 30 Gy):
+    the best plan comes back with the failing limit, its excess and one line per candidate."""
+    gtv = phantom.structures["GTV"]
+    lim = DoseLimit("GTV Dmax < 20 Gy", gtv, "max", "Gy", True, 20.0, strict=True)
+    plan = build_crt_plan(
+        phantom,
+        limits=LimitSet("test", (lim,)),
+        arrangements=["opposed", "box"],
+        max_segments_per_beam=0,
+        dose_spacing_mm=5.0,
+    )
+    info = plan.info
+    assert not info["meets_limits"]
+    row = info["limit_results"][0]
+    assert row["limit"] == "GTV Dmax < 20 Gy" and row["outcome"] == "major deviation"
+    # The GTV lies inside the PTV, whose D95 is the 30 Gy prescription.
+    assert row["value"] >= 30.0 and row["excess"] == pytest.approx(row["value"] - 20.0)
+    assert row["excess_pct"] == pytest.approx(100 * row["excess"] / 20.0)
+    assert info["limit_failures"][0] == (
+        f"GTV Dmax < 20 Gy: {row['value']:.1f} Gy, {row['excess']:.1f} Gy "
+        f"({row['excess_pct']:.1f} %) beyond the limit (major deviation)"
+    )
+    assert len(info["candidate_lines"]) == 2
+    assert all("breaks GTV Dmax < 20 Gy" in line for line in info["candidate_lines"])
+    assert "no candidate meets every limit" in info["arrangement_reason"]
 
 
 @pytest.mark.slow
 def test_user_fields_weights_and_fractionation(phantom, phantom_engine):
-    rx = crt_prescription(*CRT_FRACTIONATIONS["8Gy/1"])
     plan = build_crt_plan(
         phantom,
-        prescription=rx,
+        schedule="8Gy/1",
         gantry_deg=[0.0, 180.0],
         weights=[1.0, 2.0],
         engine=phantom_engine,
@@ -326,42 +454,52 @@ def test_spec_file_builds_a_crt_plan(phantom, phantom_engine, tmp_path):
     path = tmp_path / "crt.toml"
     path.write_text(
         "[plan]\nname = 'spec CRT'\narm = 'CRT'\n"
-        "[prescription]\ndose_gy = 20.0\nfractions = 5\n"
-        "[beams]\ngantry_deg = [180.0]\n"
+        "[crt]\nschedule = '20Gy/5'\narrangements = ['single']\nmax_segments_per_beam = 0\n"
     )
     plan = plan_patient(phantom, path, engine=phantom_engine)
     assert plan.name == "spec CRT" and plan.info["spec_source"] == str(path)
-    assert [b.name for b in plan.beams] == ["PA"]
+    assert [b.name for b in plan.beams] == ["PA"] and plan.info["n_segments"] == 0
+    assert plan.info["schedule"] == "20Gy/5" and plan.prescription.fractions == 5
     assert np.percentile(_ptv_dose(plan), 5) == pytest.approx(20.0, rel=0.01)
-    assert plan.prescription.fractions == 5
+    # Without limits only the hot-spot limit is planned against; PA alone breaks it.
+    assert plan.info["limits_source"] == "no dose limits given"
+    assert plan.info["limit_failures"][0].startswith("Dmax <= 107 %")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("semi_axes_mm", "arrangement", "beams"),
+    ("semi_axes_mm", "ap_pa_meets"),
     [
-        # 120 mm thick: AP/PA entrance doses stay within the 2 % tie margin of the box.
-        ((150.0, 60.0), "AP/PA", ["AP", "PA"]),
+        # 120 mm thick: AP/PA (about 104 %) and the box both stay under 107 %, with equal
+        # homogeneity to 0.01; the box's 100 % isodose hugs the PTV better (Paddick CI
+        # about 0.6 against 0.4: AP/PA's reaches the entrance), so the box wins the tie.
+        ((150.0, 60.0), True),
         # 200 mm thick: AP/PA puts entrance hot spots near 113 % of the PTV D95 (6 MV,
         # midplane depth 100 mm); the box keeps them near 103 %.
-        ((150.0, 100.0), "four-field box", ["AP", "PA", "LLAT", "RLAT"]),
+        ((150.0, 100.0), False),
     ],
 )
-def test_central_target_in_water(semi_axes_mm, arrangement, beams):
+def test_central_target_in_water(semi_axes_mm, ap_pa_meets):
     p = _water_patient((0.0, 0.0, 0.0), target_r=25.0, spacing=4.0, semi_axes_mm=semi_axes_mm)
     plan = build_crt_plan(p, dose_spacing_mm=4.0)
-    assert plan.info["target_position"]["location"] == "central"
-    assert plan.info["arrangement"] == arrangement
-    assert [b.name for b in plan.beams] == beams
+    info = plan.info
+    assert info["target_position"]["location"] == "central"
+    ap_pa, box = info["candidates"]
+    assert (ap_pa["key"], box["key"]) == ("opposed", "box")
+    assert ap_pa["meets_limits"] is ap_pa_meets and box["meets_limits"]
+    assert (ap_pa["dmax_pct"] <= 107.0) is ap_pa_meets
+    if ap_pa_meets:
+        assert round(ap_pa["homogeneity_index"], 2) == round(box["homogeneity_index"], 2)
+        assert box["conformity_index"] > ap_pa["conformity_index"] + 0.1
+    assert info["arrangement"] == "four-field box"
+    assert sorted(b.name for b in plan.beams) == ["AP", "LLAT", "PA", "RLAT"]
     # Symmetric phantom and target: AP and PA get equal weights and (nearly) equal MU.
-    w = plan.info["weights"]
-    assert w[0] == pytest.approx(w[1])
-    mu_ap, mu_pa = (b.mu for b in plan.beams[:2])
-    assert mu_ap == pytest.approx(mu_pa, rel=0.02)
+    mu = {b.name: b.mu for b in plan.beams}
+    assert mu["AP"] == pytest.approx(mu["PA"], rel=0.02)
+    assert mu["LLAT"] == pytest.approx(mu["RLAT"], rel=0.02)
     d = _ptv_dose(plan)
     assert np.percentile(d, 5) == pytest.approx(30.0, rel=0.01)
-    assert np.percentile(d, 98) <= 1.07 * 30.0  # ICRU 50/62 107 % on the near-maximum D2%
-    assert plan.dose.array.max() < 1.12 * 30.0
+    assert plan.dose.array.max() <= 1.07 * 30.0  # ICRU 50/62 107 %, on the global maximum
 
 
 @pytest.mark.slow
@@ -371,7 +509,8 @@ def test_patient_without_a_body_outline_needs_gantry_angles():
     with pytest.raises(PlanningError, match="needs the body outline"):
         build_crt_plan(no_body, dose_spacing_mm=4.0)
     plan = build_crt_plan(no_body, gantry_deg=[0, 180], dose_spacing_mm=4.0)
-    assert plan.info["target_position"] is None and plan.info["weights_source"] == "equal"
+    assert plan.info["target_position"] is None
+    assert plan.info["weights_source"] == "optimised against the limits"
     assert np.percentile(_ptv_dose(plan), 5) == pytest.approx(30.0, rel=0.01)
 
 
@@ -396,3 +535,16 @@ def test_bad_input(phantom):
     )
     with pytest.raises(PlanningError, match="already has a structure named 'PTV'"):
         build_crt_plan(with_ptv)
+    # Issue 19: one clear error each.
+    with pytest.raises(PlanningError, match="arrangement list is empty"):
+        build_crt_plan(phantom, arrangements=[])
+    with pytest.raises(PlanningError, match=r"unknown CRT arrangement.*'fan'.*single, opposed"):
+        build_crt_plan(phantom, arrangements=["fan"])
+    with pytest.raises(PlanningError, match="unknown CRT schedule '12Gy/2'"):
+        build_crt_plan(phantom, schedule="12Gy/2")
+    with pytest.raises(PlanningError, match="disagrees with the prescription"):
+        build_crt_plan(phantom, schedule="8Gy/1", prescription=crt_prescription(20.0, 5))
+    with pytest.raises(PlanningError, match="either gantry_deg or arrangements"):
+        build_crt_plan(phantom, gantry_deg=[180], arrangements=["box"])
+    with pytest.raises(PlanningError, match="max_segments_per_beam must be a whole number"):
+        build_crt_plan(phantom, max_segments_per_beam=-1)

@@ -82,17 +82,14 @@ def test_sfrt_optimiser_report_and_monotone_progress(sfrt):
     assert (
         rep["final_objective"] <= history[-1] and rep["final_objective"] < rep["initial_objective"]
     )
-    # It stops on its stall rule before the 40 iterations: F fell by less than 0.2 % per
-    # iteration over the last 5 (DEFAULT_STALL_TOL, STALL_WINDOW), checked here on the progress
-    # history, and at no earlier iteration.
+    # The default stop rule is in dose terms (OptimizerOptions: no objective voxel's dose moves
+    # by more than 1 % of Rx over 5 iterations); this plan needs about 45 iterations to settle
+    # (regression value of the optimiser benchmark, benchmarks/bench_optimizer.py), so the
+    # 40-iteration cap stops it, although the objective itself fell by less than 0.2 % per
+    # iteration well before: the old stall rule would have stopped early.
+    assert rep["stop_reason"] == "iteration limit" and rep["iterations"] == ITERATIONS
     full = [rep["initial_objective"], *history]
-
-    def stalled_at(n):
-        return full[n - 5] - full[n] <= 2e-3 * 5 * abs(full[n])
-
-    assert rep["stop_reason"] == "stalled" and rep["iterations"] < ITERATIONS
-    assert stalled_at(len(full) - 1)
-    assert not any(stalled_at(n) for n in range(5, len(full) - 1))
+    assert any(full[n - 5] - full[n] <= 2e-3 * 5 * abs(full[n]) for n in range(5, len(full)))
     assert rep["time_per_iteration_s"] > 0
     assert len(plan.beams) == 9
     assert plan.info["gantry_deg"] == [40.0 * n for n in range(9)]

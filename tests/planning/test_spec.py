@@ -386,3 +386,60 @@ def test_package_exposes_plan_from_spec():
     assert planning.plan_from_spec is plan_from_spec
     with pytest.raises(AttributeError, match="no attribute 'plan_form_spec'"):
         planning.plan_form_spec  # noqa: B018
+
+
+def test_crt_schedule_arrangements_and_segments():
+    """Issue 19: the CRT schedule, candidate arrangements and segments are spec keys."""
+    spec = parse_spec(
+        {
+            "plan": {"arm": "CRT"},
+            "crt": {
+                "schedule": "20Gy/5",
+                "arrangements": ["box", "three-field"],
+                "max_segments_per_beam": 0,
+            },
+        }
+    )
+    rx = spec.resolved_prescription()
+    assert (rx.total_dose_gy, rx.fractions, rx.target, rx.method) == (20.0, 5, "PTV", "D95%")
+    kw = spec.builder_kwargs()
+    assert kw["arrangements"] == ("box", "three-field") and kw["max_segments_per_beam"] == 0
+    assert kw["prescription"] == rx
+    # A schedule beside an equal prescription is accepted.
+    same = parse_spec(
+        {
+            "plan": {"arm": "CRT"},
+            "prescription": {"dose_gy": 8.0, "fractions": 1},
+            "crt": {"schedule": "8Gy/1"},
+        }
+    )
+    assert same.resolved_prescription().total_dose_gy == pytest.approx(8.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (CRT_MIN + "[crt]\nschedule = '25Gy/5'\n", r"\[crt\] schedule: unknown CRT schedule"),
+        (CRT_MIN + "[crt]\narrangements = []\n", r"\[crt\] arrangements: .*list is empty"),
+        (
+            CRT_MIN + "[crt]\narrangements = ['box', 'arc']\n",
+            r"\[crt\] arrangements: unknown CRT arrangement\(s\) 'arc'",
+        ),
+        (CRT_MIN + "[crt]\narrangements = 'box'\n", "arrangements: expected a list"),
+        (
+            CRT_MIN + "[beams]\ngantry_deg = [0, 180]\nweights = [1, -1]\n",
+            "weights: expected a non-empty list of non-negative numbers",
+        ),
+        (
+            CRT_MIN + "[prescription]\ndose_gy = 30\nfractions = 10\n[crt]\nschedule = '8Gy/1'\n",
+            r"schedule '8Gy/1' disagrees with \[prescription\] \(30 Gy in 10\)",
+        ),
+        (
+            CRT_MIN + "[crt]\nmax_segments_per_beam = -1\n",
+            r"max_segments_per_beam: expected an integer >= 0",
+        ),
+    ],
+)
+def test_crt_spec_errors(tmp_path, text, match):
+    with pytest.raises(SpecError, match=match):
+        load_spec(_write(tmp_path, text))

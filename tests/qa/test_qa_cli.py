@@ -73,4 +73,7 @@ def test_qa_command_unknown_arm_is_one_clear_line(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert "no arm 'LATTICE'" in err[0] and "SFRT, SCART, CRT_30Gy_10fx, CRT_8Gy_1fx" in err[0]
+    assert (
+        "no arm 'LATTICE'" in err[0]
+        and "SFRT, SCART, CRT_30Gy_10fx, CRT_20Gy_5fx, CRT_8Gy_1fx" in err[0]
+    )

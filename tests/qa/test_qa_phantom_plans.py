@@ -28,7 +28,15 @@ def test_every_arm_is_evaluated_on_the_phantom_plans(demo_metrics):
     # the QUANTEC limit of 120 cc (Kavanagh et al., IJROBP 76 (2010) S101; the demo gives 136 cc,
     # a regression value): every other CRT row is per protocol, and the verdict follows that row.
     assert qa["SFRT"]["verdict"] == "per protocol"
-    assert qa["SCART"]["verdict"] == "per protocol"
+    # SCART's GTV edge (D98%) is planned under the template's 5 Gy on the ideal fluence; the
+    # deliverable sliding-window dose adds leaf transmission (1.5 % of about 12,600 MU on the
+    # fast demo) and lands between the limit and the acceptable 6 Gy: a minor deviation
+    # (regression value 5.36 Gy), every other SCART row per protocol.
+    scart = {(r["structure"], r["metric"]): r for r in qa["SCART"]["rows"]}
+    edge = scart.pop(("GTV", "D98%"))
+    assert 5.0 < edge["value"] <= 6.0 and edge["outcome"] == "minor deviation"
+    assert {r["outcome"] for r in scart.values()} <= {"per protocol", "not evaluated"}
+    assert qa["SCART"]["verdict"] == "minor deviation"
     crt = {(r["structure"], r["metric"]): r for r in qa["CRT"]["rows"]}
     bowel = crt.pop(("Bowel_Small", "EQD2:V15Gy[cc]"))
     assert {r["outcome"] for r in crt.values()} <= {"per protocol", "not evaluated"}

@@ -217,9 +217,10 @@ def test_builtin_protocol_loads_and_is_a_template():
     assert "EDITABLE TEMPLATE" in builtin_protocol_text()
     p = load_builtin_protocol()
     assert p.template
-    assert p.arm_names == ["SFRT", "SCART", "CRT_30Gy_10fx", "CRT_8Gy_1fx"]
-    assert [p.arm(a).fractions for a in p.arm_names] == [1, 1, 10, 1]
+    assert p.arm_names == ["SFRT", "SCART", "CRT_30Gy_10fx", "CRT_20Gy_5fx", "CRT_8Gy_1fx"]
+    assert [p.arm(a).fractions for a in p.arm_names] == [1, 1, 10, 5, 1]
     assert p.arm("CRT_30Gy_10fx").prescription().dose_gy == 30.0
+    assert p.arm("CRT_20Gy_5fx").prescription().dose_gy == 20.0
     assert p.arm("CRT_8Gy_1fx").prescription().dose_gy == 8.0
     for arm in p.arms:
         for c in arm.constraints:
@@ -251,10 +252,11 @@ def test_builtin_single_fraction_limits_are_tg101_table3():
         assert _limit(arm, "Skin", "V23Gy[cc]") == ("<", 10.0, "cc")
 
 
-def test_builtin_30gy_in_10_uses_quantec_in_eqd2():
+@pytest.mark.parametrize("name", ["CRT_30Gy_10fx", "CRT_20Gy_5fx"])
+def test_builtin_conventional_crt_uses_quantec_in_eqd2(name):
     # QUANTEC (Marks et al., IJROBP 76 (2010) S10, Table 1): cord Dmax 50 Gy; oesophagus
     # mean < 34 Gy; small bowel V15 < 120 cc; kidneys mean < 15-18 Gy, V20 < 32 %.
-    arm = load_builtin_protocol().arm("CRT_30Gy_10fx")
+    arm = load_builtin_protocol().arm(name)
     assert _limit(arm, "SpinalCord", "EQD2:D0.035cc") == ("<=", 50.0, "Gy")
     assert _limit(arm, "Esophagus", "EQD2:Dmean") == ("<", 34.0, "Gy")
     assert _limit(arm, "Bowel_Small", "EQD2:V15Gy[cc]") == ("<", 120.0, "cc")
@@ -319,6 +321,6 @@ def test_builtin_target_peak_valley_and_edge_constraints():
     assert _limit(scart, "STV", "D95%") == (">=", 15.0, "Gy")
     edge = [(c.comparison.value, c.limit.value) for c in scart.constraints if c.structure == "GTV"]
     assert edge == [("<=", 5.0), (">=", 3.0)]  # GTV edge held at 3-5 Gy
-    for crt in ("CRT_30Gy_10fx", "CRT_8Gy_1fx"):
+    for crt in ("CRT_30Gy_10fx", "CRT_20Gy_5fx", "CRT_8Gy_1fx"):
         assert _limit(p.arm(crt), "PTV", "D95%[%]") == (">=", 95.0, "%")  # ICRU 50/62
         assert _limit(p.arm(crt), "PTV", "D2%[%]") == ("<=", 107.0, "%")
