@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Numba's on-disk cache lives beside the sources (__pycache__) so later runs skip compilation.
 
-.PHONY: demo test bench lint format dicom3tools mesa-egl clean
+.PHONY: demo test bench lint format dicom3tools mesa-egl chromium clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,13 +33,21 @@ mesa-egl:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null; }
 
+# The HTML viewer's tests drive headless Chromium through chromedriver (Debian packages
+# chromium and chromium-driver); nothing is downloaded at test time.
+chromium:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  echo "installing chromium and chromium-driver (HTML viewer tests)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
 demo: $(STAMP) mesa-egl
 	$(VENV)/bin/lattice-plan demo --out demo-out
 
-test: $(STAMP) dicom3tools mesa-egl
+test: $(STAMP) dicom3tools mesa-egl chromium
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
-bench: $(STAMP) mesa-egl
+bench: $(STAMP) mesa-egl chromium
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 lint: $(STAMP)

@@ -6,9 +6,11 @@
 - ``fluence_plot.fluence_maps``: each beam's fluence map or aperture;
 - ``scene3d``: ``build_scene``, ``render_scene``/``save_scene_png`` (off-screen),
   ``show_scene`` (interactive), ``export_scene_vtk`` (.vtp/.vti);
-- ``report.write_report``: the self-contained ``report.html``.
+- ``report.write_report``: the self-contained ``report.html``;
+- ``viewer``: the interactive viewer inside ``report.html`` and ``lattice-plan view --html``
+  (slices, isodoses, DVHs and 3D in the browser, offline).
 
 ``scene3d`` imports pyvista/VTK; import it only where 3D is needed.
 """
 
-__all__ = ["dvh_plot", "fluence_plot", "profiles", "report", "scene3d", "slices"]
+__all__ = ["dvh_plot", "fluence_plot", "profiles", "report", "scene3d", "slices", "viewer"]

@@ -11,7 +11,10 @@ version. All inputs are plain data so any producer can fill them:
   minor/major deviation, not evaluated are coloured; an optional verdict per arm;
 - figures: (caption, image) pairs where the image is a matplotlib Figure,
   an RGB(A) uint8 array (e.g. a rendered 3D scene), PNG bytes or a PNG file;
-- inputs: name -> value (files, spec parameters, prescription...).
+- inputs: name -> value (files, spec parameters, prescription...);
+- viewer: the data of the interactive viewer
+  (:func:`lattice_plan.viz.viewer.viewer_payload`), shown first on screen and
+  left out of print, where the figures stand for it.
 
 Every text is escaped with :func:`html.escape`.
 """
@@ -202,6 +205,7 @@ def render_report_html(
     notes: Sequence[str] = (),
     qa_verdicts: Mapping[str, str] | None = None,
     generated_utc: _dt.datetime | None = None,
+    viewer: Mapping[str, object] | None = None,
 ) -> str:
     """The report as one HTML string (see the module docstring for the inputs)."""
     when = generated_utc or _dt.datetime.now(_dt.UTC)
@@ -215,6 +219,13 @@ def render_report_html(
         f"{e(when.strftime('%Y-%m-%d %H:%M UTC'))}</p>",
     ]
     parts += [f"<p>{e(n)}</p>" for n in notes]
+    if viewer is not None:
+        from lattice_plan.viz.viewer import viewer_section_html
+
+        parts += [
+            '<h2 class="lpv-heading">Interactive viewer</h2>',
+            viewer_section_html(dict(viewer)),
+        ]
     parts += ["<h2>Plan comparison</h2>", comparison_table_html(comparison, plans, reference_plan)]
     if qa:
         parts.append("<h2>Protocol QA</h2>")
@@ -259,10 +270,20 @@ def write_report(
     plans: Sequence[str] | None = None,
     notes: Sequence[str] = (),
     qa_verdicts: Mapping[str, str] | None = None,
+    viewer: Mapping[str, object] | None = None,
 ) -> Path:
     """Write :func:`render_report_html` to ``path`` atomically (UTF-8); returns the path."""
     text = render_report_html(
-        title, comparison, qa, figures, inputs, reference_plan, plans, notes, qa_verdicts
+        title,
+        comparison,
+        qa,
+        figures,
+        inputs,
+        reference_plan,
+        plans,
+        notes,
+        qa_verdicts,
+        viewer=viewer,
     )
     target = Path(path)
     with atomic_output_path(target) as tmp:

@@ -177,7 +177,9 @@ def write_case_outputs(
         for _caption, p in images:
             paths[f"{p.parent.name}/{p.name}"] = out / p.parent.name / p.name
         if report:
+            report_progress(progress, "report", 0, 1)
             _write_report(tmp / "report.html", patient, plans, metrics, images, inputs)
+            report_progress(progress, "report", 1, 1)
             paths["report"] = out / "report.html"
         manifest = {
             "lattice_plan_version": __version__,
@@ -202,6 +204,7 @@ def _write_report(
     inputs: Mapping[str, Any] | None,
 ) -> None:
     from lattice_plan.viz.report import write_report
+    from lattice_plan.viz.viewer import case_payload
 
     parts = metrics["comparison"]
     comparison = {**parts["plan"], **parts["physical"], **parts["eqd2"]}
@@ -251,4 +254,5 @@ def _write_report(
         plans=[p.name for p in plans],
         notes=notes,
         qa_verdicts=verdicts or None,
+        viewer=case_payload(patient, plans, reference_plan=reference),
     )
