@@ -47,10 +47,14 @@ def run_demo(
     out_dir: str | os.PathLike[str],
     *,
     fast: bool = False,
+    delivery: str | None = None,
     progress: Progress | None = None,
     crt_schedule: str | None = None,
 ) -> str:
     """Plan, evaluate and write the three arms of the built-in phantom into ``out_dir``.
+
+    ``delivery`` sets the SFRT and SCART plans' ``[delivery] method`` (e.g.
+    ``"vmat"``: two full arcs, :mod:`lattice_plan.planning.vmat`); default: the spec's.
 
     Returns a human-readable summary (eligibility, per plan its prescription,
     key metrics and protocol verdict, and where the outputs are). ``crt_schedule``:
@@ -65,6 +69,7 @@ def run_demo(
         out_dir,
         overrides={
             **settings.overrides,
+            **({} if delivery is None else {"delivery.method": delivery}),
             **({"crt.schedule": crt_schedule} if crt_schedule else {}),
         },
         protocol="builtin",

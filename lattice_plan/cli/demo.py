@@ -28,6 +28,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="coarse and quick: 4 mm CT, 5 mm dose grid, 12 optimiser iterations",
     )
+    demo.add_argument(
+        "--delivery",
+        choices=["sliding_window", "step_and_shoot", "ideal", "vmat"],
+        help="how the SFRT and SCART plans are delivered (vmat: two full arcs); default sliding_window",
+    )
     add_crt_schedule_option(demo)
     demo.set_defaults(func=run)
 
@@ -39,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
     bars = progress_bars(args)
     try:
         summary = run_demo(
-            Path(args.out), fast=args.fast, progress=bars, crt_schedule=args.crt_schedule
+            Path(args.out),
+            fast=args.fast,
+            delivery=args.delivery,
+            progress=bars,
+            crt_schedule=args.crt_schedule,
         )
     finally:
         bars.close()

@@ -12,7 +12,10 @@ _SPEC_API = ("load_spec", "parse_spec", "plan_from_spec", "plan_patient")
 
 __all__ = [
     *_SPEC_API,
+    "aperture_opt",
     "apertures",
+    "arc_sequencing",
+    "arcs",
     "beams",
     "crt",
     "deliverable",
@@ -29,6 +32,7 @@ __all__ = [
     "spec_model",
     "spec_parse",
     "step_and_shoot",
+    "vmat",
 ]
 
 

@@ -188,13 +188,16 @@ def fluence_beams(
     mu: float = 100.0,
     sad_mm: float = DEFAULT_SAD_MM,
     name_prefix: str = "B",
+    collimator_deg: float = 0.0,
+    couch_deg: float = 0.0,
 ) -> FluenceBeams:
     """Beams of ``arrangement`` at ``isocenter_lps_mm`` with beamlet maps covering ``target``.
 
     Each map spans the target's BEV projection grown by ``margin_mm`` (mm at
     the isocentre plane), in ``beamlet_mm`` squares; the jaws match the map.
     Beams are named ``{name_prefix}1``, ``{name_prefix}2``, ... and carry
-    ``mu`` MU of open fluence over their active beamlets.
+    ``mu`` MU of open fluence over their active beamlets. The maps lie in the
+    beam-limiting-device frame of ``collimator_deg`` (and ``couch_deg``).
     """
     if beamlet_mm not in BEAMLET_SIZES_MM:
         raise PlanningError(
@@ -208,7 +211,13 @@ def fluence_beams(
     active = []
     for n, gantry in enumerate(arrangement.gantry_deg):
         proj = project_structure(
-            target, iso, gantry, sad_mm=sad_mm, pixel_mm=_PROJECTION_PIXEL_MM
+            target,
+            iso,
+            gantry,
+            collimator_deg=collimator_deg,
+            couch_deg=couch_deg,
+            sad_mm=sad_mm,
+            pixel_mm=_PROJECTION_PIXEL_MM,
         ).expanded(margin_mm)
         x_min, x_max, y_min, y_max = proj.extent_mm()
         ix0, ix1 = _beamlet_axis(x_min, x_max, beamlet_mm)
@@ -228,6 +237,8 @@ def fluence_beams(
                 isocenter_lps_mm=iso,
                 jaws=jaws,
                 mu=mu,
+                collimator_deg=collimator_deg,
+                couch_deg=couch_deg,
                 fluence=fluence,
                 sad_mm=sad_mm,
                 extra={"fluence_target": target.name, "fluence_margin_mm": float(margin_mm)},

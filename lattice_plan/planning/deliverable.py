@@ -27,7 +27,7 @@ from lattice_plan.planning.plan import Plan
 from lattice_plan.planning.sequencing import sliding_window
 from lattice_plan.planning.step_and_shoot import step_and_shoot
 
-METHODS = ("sliding_window", "step_and_shoot", "ideal")
+METHODS = ("sliding_window", "step_and_shoot", "ideal", "vmat")  # vmat: planning/vmat.py
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ ARM_ONLY_SPEC_TABLES: dict[str, tuple[str, ...]] = {
     "optimiser": ("SFRT", "SCART"),
     "objectives": ("SFRT", "SCART"),
     "delivery": ("SFRT", "SCART"),
+    "arcs": ("SFRT", "SCART"),
 }
 
 

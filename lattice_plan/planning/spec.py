@@ -57,6 +57,20 @@ fluence maps are delivered, and so what the plan's dose is::
     gantry_step_deg = 2.0
     min_segment_mu = 1.0
 
+``method = "vmat"`` plans arcs instead (:func:`lattice_plan.planning.vmat.build_vmat_plan`:
+the arm's objectives re-optimised on arcs, sequenced and aperture-optimised), on the
+default two full arcs or on ``[[arcs]]`` (the fields of
+:class:`lattice_plan.planning.arcs.Arc`)::
+
+    [[arcs]]
+    name = "Arc1"
+    start_deg = 181.0
+    stop_deg = 179.0
+    direction = "CW"                 # or "CC"
+    collimator_deg = 30.0
+    couch_deg = 0.0
+    cp_spacing_deg = 3.0             # 0.5-10 deg; VMAT uses 2-4
+
 Objective types: min_dose, max_dose, uniform_dose, mean_dose, dvh, geud,
 peak, valley, edge, falloff; their keys are the constructor arguments of the
 matching class (``dose_gy``, ``volume_pct``, ``sense``, ``a``, ``target``,
@@ -97,6 +111,7 @@ from lattice_plan.planning.spec_model import (
     PrescriptionSpec,
 )
 from lattice_plan.planning.spec_parse import _as_spec, load_spec, parse_spec
+from lattice_plan.planning.vmat import build_vmat_plan
 
 __all__ = [
     "CREATED_STRUCTURES",
@@ -143,6 +158,16 @@ def plan_patient(
         plan = build_sfrt_plan(patient, s.gtv, progress=progress, **kwargs)
     else:
         plan = build_scart_plan(patient, s.gtv, progress=progress, **kwargs)
+    if s.delivery is not None and s.delivery.method == "vmat":
+        plan = build_vmat_plan(
+            patient,
+            plan,
+            arcs=s.arcs,
+            machine=s.delivery.load_machine(),
+            engine=engine,
+            gantry_step_deg=s.delivery.gantry_step_deg,
+            name=s.name,
+        )
     return replace(plan, info={**plan.info, "spec_source": s.source})
 
 

@@ -5,13 +5,14 @@ The file format is described in :mod:`lattice_plan.planning.spec`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lattice_plan.errors import SpecError
 from lattice_plan.geometry.lattice import LatticeParameters
 from lattice_plan.geometry.structure import StructureSet
 from lattice_plan.planning import objectives as obj_module
+from lattice_plan.planning.arcs import Arc
 from lattice_plan.planning.crt import PTV_NAME, schedule_prescription
 from lattice_plan.planning.deliverable import DeliverySpec
 from lattice_plan.planning.plan import ARM_ONLY_SPEC_TABLES, Arm
@@ -116,6 +117,7 @@ class PlanSpec:
     dose_spacing_mm: float | None = None
     max_iterations: int | None = None
     delivery: DeliverySpec | None = None
+    arcs: tuple[Arc, ...] | None = None
     description: str = ""
     source: str = "<spec>"
 
@@ -196,7 +198,9 @@ class PlanSpec:
         if self.max_iterations is not None:
             kw["max_iterations"] = self.max_iterations
         if self.delivery is not None:
-            kw["delivery"] = self.delivery
+            # a VMAT plan re-plans the arm's ideal fluence plan (lattice_plan.planning.vmat)
+            vmat = self.delivery.method == "vmat"
+            kw["delivery"] = replace(self.delivery, method="ideal") if vmat else self.delivery
         if self.arm is Arm.SFRT and self.lattice is not None:
             kw["lattice"] = self.lattice
         if self.arm is Arm.SCART and self.core is not None:

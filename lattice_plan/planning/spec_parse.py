@@ -13,6 +13,7 @@ from typing import Any
 from lattice_plan.errors import LatticePlanError, SpecError
 from lattice_plan.geometry.lattice import LatticeParameters
 from lattice_plan.planning import objectives as obj_module
+from lattice_plan.planning.arcs import Arc, check_arcs
 from lattice_plan.planning.beams import BEAMLET_SIZES_MM
 from lattice_plan.planning.crt_spec import CrtTable, parse_crt_table
 from lattice_plan.planning.deliverable import DeliverySpec
@@ -241,6 +242,25 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> PlanSpec:
             DeliverySpec, TomlTable(data["delivery"], "delivery", source)
         )
 
+    arcs = None
+    if "arcs" in data:
+        raw_arcs = data["arcs"]
+        if not isinstance(raw_arcs, list) or not raw_arcs:
+            raise SpecError(f"{source}: arcs must be one or more [[arcs]] tables, got {raw_arcs!r}")
+        if delivery is None or delivery.method != "vmat":
+            raise SpecError(
+                f'{source}: [[arcs]] describe a VMAT plan; add [delivery] method = "vmat" '
+                "or remove them"
+            )
+        arcs = tuple(
+            dataclass_from_table(Arc, TomlTable(item, f"arcs #{n + 1}", source))
+            for n, item in enumerate(raw_arcs)
+        )
+        try:
+            check_arcs(arcs)
+        except LatticePlanError as exc:
+            raise SpecError(f"{source}: [[arcs]]: {exc}") from exc
+
     lattice = core = None
     if "lattice" in data:
         lattice = dataclass_from_table(
@@ -267,6 +287,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> PlanSpec:
         dose_spacing_mm=dose_spacing,
         max_iterations=max_iterations,
         delivery=delivery,
+        arcs=arcs,
         description=description,
         source=source,
     )
