@@ -129,7 +129,10 @@ distance_mm = 20
         (CRT_MIN + "[beem]\n", r"unknown table\(s\) 'beem'"),
         ("[plan]\narm = 'CRT'\ndescription = 3\n", r"\[plan\] description: expected a string"),
         ("[plan]\narm = 'CRT'\nname = ''\n", r"\[plan\] name: expected a non-empty string"),
-        (CRT_MIN + "[crt]\nptv_margin_mm = -1\n", r"ptv_margin_mm: expected a number from 0 to 50, got -1"),
+        (
+            CRT_MIN + "[crt]\nptv_margin_mm = -1\n",
+            r"ptv_margin_mm: expected a number from 0 to 50, got -1",
+        ),
         (CRT_MIN + "[dose]\nspacing_mm = 'fine'\n", r"\[dose\] spacing_mm: expected a number"),
         (CRT_MIN + "[beams]\ngantry_deg = []\n", r"gantry_deg: expected a non-empty list"),
         (
@@ -160,8 +163,14 @@ distance_mm = 20
             r"\[prescription\]: .*not understood",
         ),
         (CRT_MIN + "[structures]\noars = 'Liver'\n", "oars: expected a list of structure names"),
-        (SFRT_BASE.replace("count = 9", "count = 0"), r"\[beams\] count: expected a number from 1 to 360, got 0"),
-        (SFRT_BASE.replace("arc_deg = 360.0", "arc_deg = 400.0"), r"arc_deg: expected a number from 1 to 360, got 400.0"),
+        (
+            SFRT_BASE.replace("count = 9", "count = 0"),
+            r"\[beams\] count: expected a number from 1 to 360, got 0",
+        ),
+        (
+            SFRT_BASE.replace("arc_deg = 360.0", "arc_deg = 400.0"),
+            r"arc_deg: expected a number from 1 to 360, got 400.0",
+        ),
         (
             SFRT_BASE.replace("beamlet_mm = 2.5", "beamlet_mm = 3.0"),
             r"\[beams\] beamlet_mm: expected 2.5 or 5 \(mm\), got 3.0",
