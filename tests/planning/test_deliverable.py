@@ -62,7 +62,7 @@ def test_delivery_spec_is_read_and_checked():
     assert spec.delivery == DeliverySpec("step_and_shoot", levels=7)
     assert spec.builder_kwargs()["delivery"].levels == 7
     with pytest.raises(SpecError, match=r"\[delivery\].*method must be one of"):
-        parse_spec({"plan": {"arm": "SFRT"}, "delivery": {"method": "vmat"}})
+        parse_spec({"plan": {"arm": "SFRT"}, "delivery": {"method": "imrt"}})
     with pytest.raises(SpecError, match=r"\[delivery\] applies to SFRT and SCART plans"):
         parse_spec({"plan": {"arm": "CRT"}, "delivery": {"method": "ideal"}})
     with pytest.raises(PlanningError, match="levels must be a positive integer"):
