@@ -117,7 +117,7 @@ def read_ct(
     root = Path(folder)
     if not root.is_dir():
         raise InputFileError(f"CT folder {str(root)!r} does not exist or is not a folder")
-    slices, others = scan_ct_headers(root, recursive)
+    slices, others, unreadable = scan_ct_headers(root, recursive)
     if not slices:
         held = ", ".join(f"{n} {m}" for m, n in sorted(others.items())) or "no files"
         raise DicomError(
@@ -158,7 +158,7 @@ def read_ct(
             f"{str(root)!r} holds {len(groups)} CT stacks: {describe_groups(groups)}; {hint}"
         )
     (uid, _), chosen = next(iter(groups.items()))
-    return _assemble(chosen, uid, root)
+    return _assemble(chosen, uid, root, unreadable)
 
 
 def read_ct_series(
@@ -172,7 +172,9 @@ def read_ct_series(
     return read_ct(folder, series_uid, slice_thickness_mm, recursive=recursive).to_patient()
 
 
-def _assemble(slices: list[CTSlice], series_uid: str, root: Path) -> CTSeries:
+def _assemble(
+    slices: list[CTSlice], series_uid: str, root: Path, unreadable: list[Path]
+) -> CTSeries:
     first = slices[0]
     iop0 = orientation(first.ds, first.path)
     where = f"CT series {series_uid} in {str(root)!r}"
@@ -226,9 +228,16 @@ def _assemble(slices: list[CTSlice], series_uid: str, root: Path) -> CTSeries:
             if np.allclose(ratio, np.round(ratio), atol=0.05):
                 n_missing = int(np.round(ratio).sum() - len(gaps))
                 at = [f"{pos[n]:.2f}..{pos[n + 1]:.2f}" for n in np.nonzero(ratio > 1.5)[0]]
+                damaged = (
+                    f"; unreadable (empty or truncated?) files in the folder: "
+                    f"{', '.join(p.name for p in unreadable[:5])}"
+                    if unreadable
+                    else ""
+                )
                 raise DicomError(
                     f"{where}: {n_missing} slice(s) missing (gaps at {', '.join(at[:5])} mm along "
-                    f"the slice normal, regular spacing {dz:.3f} mm); export the complete series"
+                    f"the slice normal, regular spacing {dz:.3f} mm){damaged}; export the complete "
+                    "series"
                 )
             raise DicomError(
                 f"{where}: slice spacing is not uniform (gaps {np.round(np.unique(gaps), 3).tolist()} "

@@ -40,9 +40,13 @@ def _dicom_files(folder: Path, recursive: bool) -> list[Path]:
     return sorted(p for p in it if p.is_file() and not p.name.startswith("."))
 
 
-def scan_ct_headers(folder: Path, recursive: bool) -> tuple[list[CTSlice], dict[str, int]]:
-    """CT slice headers in ``folder`` and a count of the other objects found."""
+def scan_ct_headers(
+    folder: Path, recursive: bool
+) -> tuple[list[CTSlice], dict[str, int], list[Path]]:
+    """CT slice headers in ``folder``, a count of the other objects found, and the files that
+    could not be read as DICOM (empty, truncated or not DICOM)."""
     cts: list[CTSlice] = []
+    unreadable: list[Path] = []
     others: dict[str, int] = defaultdict(int)
     for path in _dicom_files(folder, recursive):
         try:
@@ -50,6 +54,7 @@ def scan_ct_headers(folder: Path, recursive: bool) -> tuple[list[CTSlice], dict[
         except DicomError as exc:
             log.debug("skipping %s: %s", path, exc)
             others["not DICOM or unreadable"] += 1
+            unreadable.append(path)
             continue
         modality = modality_of(ds)
         if str(ds.SOPClassUID) == CT_IMAGE_STORAGE:
@@ -58,7 +63,7 @@ def scan_ct_headers(folder: Path, recursive: bool) -> tuple[list[CTSlice], dict[
             others["CT of another SOP class (e.g. enhanced multi-frame CT, not supported)"] += 1
         else:
             others[modality or "other"] += 1
-    return cts, dict(others)
+    return cts, dict(others), unreadable
 
 
 def orientation(ds: Dataset, path: Path) -> NDArray[np.float64]:

@@ -137,6 +137,21 @@ def test_missing_slices_detected(phantom_ct, tmp_path):
         read_ct(gap)
 
 
+@pytest.mark.parametrize("keep_bytes", [0, 100])
+def test_empty_or_header_cut_slice_is_named_in_the_missing_slice_error(
+    phantom_ct, tmp_path, keep_bytes
+):
+    """A zero-byte slice, or one cut inside its header, cannot be read as DICOM at all: the
+    gap it leaves is reported with that file's name (issue 20)."""
+    folder, written = phantom_ct
+    bad = _copy_series(folder, tmp_path / "cut")
+    f = bad / written.files[10].name
+    f.write_bytes(f.read_bytes()[:keep_bytes])
+    with pytest.raises(DicomError, match=r"1 slice\(s\) missing") as info:
+        read_ct(bad)
+    assert f.name in str(info.value) and "unreadable" in str(info.value)
+
+
 def test_non_uniform_spacing_refused(phantom_ct, tmp_path):
     folder, written = phantom_ct
     uneven = _copy_series(folder, tmp_path / "uneven")
