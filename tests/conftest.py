@@ -16,6 +16,15 @@ from lattice_plan.phantoms import build_phantom
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
 
+def one_error_line(capsys, *needles: str) -> str:
+    """The one line a CLI error prints on stderr; it holds every one of ``needles``."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    for n in needles:
+        assert n in err[0], err[0]
+    return err[0]
+
+
 def reference_path(*parts: str) -> Path:
     """Path inside ../shared/reference; fails the test with a clear message when absent."""
     path = REFERENCE_DIR.joinpath(*parts)

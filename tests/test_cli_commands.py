@@ -17,17 +17,10 @@ from matplotlib.image import imread
 from lattice_plan.cli import main
 from lattice_plan.io.ct import read_ct
 from lattice_plan.io.rtstruct import read_rtstruct
+from tests.conftest import one_error_line as _one_error_line
 from tests.conftest import reference_path
 
 BREAST = ("dicom", "breast-boost-plan")
-
-
-def _one_error_line(capsys, *needles: str) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    for n in needles:
-        assert n in err[0], err[0]
-    return err[0]
 
 
 # ------------------------------------------------------------------------------ evaluate

@@ -25,15 +25,8 @@ from lattice_plan.io.rtdose import load_rtdose, write_rtdose
 from lattice_plan.io.rtplan import write_rtplan
 from lattice_plan.io.rtstruct import write_rtstruct
 from lattice_plan.workflow.recalc import body_from_ct
+from tests.conftest import one_error_line as _one_error_line
 from tests.io.test_rtplan_recalc import N_FRACTIONS, _beams, _cylinder_patient
-
-
-def _one_error_line(capsys, *needles: str) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    for n in needles:
-        assert n in err[0], err[0]
-    return err[0]
 
 
 @pytest.fixture(scope="module")
