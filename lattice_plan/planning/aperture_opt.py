@@ -13,7 +13,8 @@ optimisation only; the plan's dose is then computed from the control points).
 The interval MU are optimised against the plan's own objectives by L-BFGS-B
 with lower bounds that keep the leaves within their speed
 (:func:`lattice_plan.planning.arc_sequencing.interval_mu_lower_bounds`).
-Leaf positions are not changed here.
+:func:`refine_apertures` alternates this with the leaf-position optimisation
+of :mod:`lattice_plan.planning.leaf_opt`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from lattice_plan.dose.beam import Beam
 from lattice_plan.dose.delivery import Trajectory, trajectory_fluence
 from lattice_plan.dose.machine import Machine
 from lattice_plan.errors import PlanningError
-from lattice_plan.planning.arc_sequencing import ArcApertures
+from lattice_plan.planning.arc_sequencing import ArcApertures, interval_mu_lower_bounds
+from lattice_plan.planning.leaf_opt import LeafResult, optimise_leaves
 from lattice_plan.planning.optimizer import (
     DoseOperator,
     FluenceLayout,
@@ -156,3 +158,100 @@ def optimise_interval_mu(
         res.fun,
     )
     return ApertureResult(mu, int(res.nit), float(f0), float(res.fun), elapsed)
+
+
+@dataclass(frozen=True)
+class RefinedArcs:
+    """Apertures after the MU / leaf rounds, and each step's result (in order)."""
+
+    apertures: list[ArcApertures]
+    mu_steps: list[ApertureResult]
+    leaf_steps: list[LeafResult]
+
+    def report(self) -> dict[str, object]:
+        """Iterations and objectives (first and last), per step, for a plan's info."""
+        return {
+            "iterations": sum(r.iterations for r in self.mu_steps),
+            "initial_objective": self.mu_steps[0].initial_objective,
+            "final_objective": self.mu_steps[-1].final_objective,
+            "mu_objectives": [[r.initial_objective, r.final_objective] for r in self.mu_steps],
+            "leaf_steps": [
+                {
+                    "steps": r.iterations,
+                    "kept": r.accepted,
+                    "initial_objective": r.initial_objective,
+                    "final_objective": r.final_objective,
+                    "time_s": round(r.time_s, 3),
+                }
+                for r in self.leaf_steps
+            ],
+        }
+
+
+def refine_apertures(
+    arcs: Sequence[ArcApertures],
+    sector_beams: Sequence[Sequence[Beam]],
+    offsets: Sequence[Sequence[int]],
+    machine: Machine,
+    operator: DoseOperator,
+    terms: Sequence[ObjectiveTerm],
+    layout: FluenceLayout,
+    *,
+    dose_scale_gy: float,
+    n_fractions: int,
+    n_beamlets: int,
+    mu_iterations: int = 40,
+    leaf_rounds: int = 1,
+    leaf_iterations: int = 30,
+) -> RefinedArcs:
+    """Interval MU, then ``leaf_rounds`` x (leaf positions at held MU, interval MU again).
+
+    Each MU step rebuilds the exact interval fluence matrix of the current
+    leaves and re-derives the leaf-speed lower bounds; ``arcs[a].interval_mu``
+    are MU per fraction (the optimisations work on the whole course).
+    """
+    if int(leaf_rounds) != leaf_rounds or leaf_rounds < 0:
+        raise PlanningError(f"leaf_rounds must be an integer >= 0, got {leaf_rounds!r}")
+    mu_steps: list[ApertureResult] = []
+    leaf_steps: list[LeafResult] = []
+
+    def fit_mu(aps: list[ArcApertures]) -> tuple[list[ArcApertures], NDArray[np.float64]]:
+        F = interval_fluence_matrix(aps, sector_beams, machine, offsets, n_beamlets)
+        mu0 = np.concatenate([ap.interval_mu for ap in aps]) * n_fractions
+        lower = np.concatenate([interval_mu_lower_bounds(ap, machine) for ap in aps]) * n_fractions
+        res = optimise_interval_mu(
+            operator,
+            F,
+            terms,
+            layout,
+            dose_scale_gy=dose_scale_gy,
+            mu0=mu0,
+            lower_mu=lower,
+            max_iterations=mu_iterations,
+        )
+        mu_steps.append(res)
+        split = np.cumsum([0, *(len(ap.interval_mu) for ap in aps)])
+        out = [
+            ap.with_interval_mu(res.mu[split[a] : split[a + 1]] / n_fractions)
+            for a, ap in enumerate(aps)
+        ]
+        return out, F @ res.mu
+
+    aps, weights = fit_mu(list(arcs))
+    for _ in range(int(leaf_rounds)):
+        leaves = optimise_leaves(
+            aps,
+            sector_beams,
+            offsets,
+            machine,
+            operator,
+            terms,
+            layout,
+            dose_scale_gy=dose_scale_gy,
+            base_weights=weights,
+            n_fractions=n_fractions,
+            max_iterations=leaf_iterations,
+        )
+        leaf_steps.append(leaves)
+        aps, weights = fit_mu(leaves.apertures)
+    return RefinedArcs(aps, mu_steps, leaf_steps)
