@@ -21,6 +21,7 @@ __all__ = [
     "deliverable",
     "inverse",
     "layout",
+    "leaf_opt",
     "objectives",
     "optimizer",
     "plan",

@@ -18,8 +18,9 @@ sector and the first of the next the leaves and jaws move to the next sweep.
 The machine interpolates linearly between control points: sampled leaf
 positions are exact points of the sweep, so the minimum gap holds throughout,
 and the sampling smooths each row's staircase (the direct aperture
-optimisation, :mod:`lattice_plan.planning.aperture_opt`, then re-weights the
-intervals against the objectives). Limits per control-point interval
+optimisation, :mod:`lattice_plan.planning.aperture_opt` and
+:mod:`lattice_plan.planning.leaf_opt`, then re-weights the intervals and moves
+the tips against the objectives). Limits per control-point interval
 (:func:`interval_mu_lower_bounds`, :func:`check_arc_limits`): the interval
 lasts t = max(dgantry / max gantry speed, dMU / max dose rate); every leaf and
 jaw travels at most max leaf speed x t.
