@@ -37,7 +37,12 @@ from lattice_plan.dose.fluence import field_bounds_mm
 from lattice_plan.dose.fluence_operator import FluenceOperator, VoxelOperator
 from lattice_plan.dose.hu import HUDensityTable
 from lattice_plan.dose.model import BeamModel
-from lattice_plan.dose.point_geometry import DensityTracer, PointGeometry, box_corners
+from lattice_plan.dose.point_geometry import (
+    DensityTracer,
+    PointGeometry,
+    box_corners,
+    geometry_key,
+)
 from lattice_plan.dose.superpose import add_beam_dose
 from lattice_plan.errors import DoseError
 from lattice_plan.geometry.grid import Grid
@@ -200,20 +205,19 @@ class DoseEngine:
             self._T_bld(beam), beam.sad_mm, points_lps_mm, self.model, beam.name, box
         )
 
-    def voxel_geometry(self, beam: Beam) -> PointGeometry:
-        """:meth:`point_geometry` of the active dose voxels, cached per beam geometry."""
-        key = (
-            tuple(round(c, 6) for c in beam.isocenter_lps_mm),
-            round(beam.gantry_deg, 6),
-            round(beam.collimator_deg, 6),
-            round(beam.couch_deg, 6),
-            round(beam.sad_mm, 6),
-        )
+    def voxel_geometry(self, beam: Beam, store: bool = True) -> PointGeometry:
+        """:meth:`point_geometry` of the active dose voxels, cached per beam geometry.
+
+        ``store=False``: use a cached geometry but do not cache a new one (for a
+        geometry used once, which would only push out the others).
+        """
+        key = geometry_key(beam)
         hit = self._geometry_cache.get(key)
         if hit is not None:
             return hit
         geom = self.point_geometry(beam, self._voxel_points())
-        self._geometry_cache.put(key, geom)
+        if store:
+            self._geometry_cache.put(key, geom)
         return geom
 
     # ------------------------------------------------------------------ dose
@@ -232,8 +236,12 @@ class DoseEngine:
         sel = np.arange(self.n_active, dtype=np.int64)
         for b in beams:
             add_beam_dose(b, self.voxel_geometry(b), sel, acc, self.model)
+        return self.volume_of(acc)
+
+    def volume_of(self, active_dose_gy: NDArray[np.float64]) -> Volume:
+        """A dose (Gy) given at the active voxels (``n_active``,) as a dose-grid Volume, zero outside."""
         arr = np.zeros(self.dose_grid.n_voxels)
-        arr[self._active_flat] = acc
+        arr[self._active_flat] = active_dose_gy
         return Volume(arr.reshape(self.dose_grid.shape), self.dose_grid, "Gy")
 
     def point_dose(self, beams: Sequence[Beam], points_lps_mm: ArrayLike) -> NDArray[np.float64]:

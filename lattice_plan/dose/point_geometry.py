@@ -17,13 +17,26 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
+from lattice_plan.dose.beam import Beam
 from lattice_plan.dose.model import BeamModel
 from lattice_plan.errors import DoseError
 from lattice_plan.kernels.raytrace import (
     depth_weights,
-    fan_coordinates_and_depth,
+    fan_geometry,
     radiological_depth_grid,
+    source_distance_range,
 )
+
+
+def geometry_key(beam: Beam) -> tuple:
+    """What a beam's point geometry depends on: isocentre, gantry, collimator, couch, SAD."""
+    return (
+        tuple(round(c, 6) for c in beam.isocenter_lps_mm),
+        round(beam.gantry_deg, 6),
+        round(beam.collimator_deg, 6),
+        round(beam.couch_deg, 6),
+        round(beam.sad_mm, 6),
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,19 +100,23 @@ class PointGeometry:
 DEPTH_TABLE_STEP_MM = 0.1
 
 
+def depth_table(model: BeamModel, max_depth_mm: float) -> NDArray[np.float64]:
+    """The model's depth functions sampled every DEPTH_TABLE_STEP_MM from 0 past ``max_depth_mm``.
+
+    Linear interpolation in it has a relative error below 1e-4 for the model's
+    exponentials, and is several times faster than evaluating them at every point.
+    """
+    table_d = np.arange(0.0, max_depth_mm + 2 * DEPTH_TABLE_STEP_MM, DEPTH_TABLE_STEP_MM)
+    return np.ascontiguousarray(model.depth_functions(table_d))
+
+
 def tabulated_depth_weights(
     model: BeamModel, depth_mm: NDArray, inverse_square: NDArray
 ) -> NDArray[np.float32]:
-    """Depth functions at the radiological depths times the inverse square, (n_rows, n) float32.
-
-    The depth functions are tabulated every 0.1 mm and interpolated linearly (relative error
-    below 1e-4 for the model's exponentials), which is several times faster than evaluating
-    them at every point.
-    """
+    """Depth functions at the radiological depths times the inverse square, (n_rows, n) float32
+    (interpolated in :func:`depth_table`)."""
     d = np.ascontiguousarray(depth_mm, dtype=np.float64)
-    top = float(d.max()) if d.size else 0.0
-    table_d = np.arange(0.0, top + 2 * DEPTH_TABLE_STEP_MM, DEPTH_TABLE_STEP_MM)
-    table = np.ascontiguousarray(model.depth_functions(table_d))
+    table = depth_table(model, float(d.max()) if d.size else 0.0)
     out = np.empty((len(table), d.size), dtype=np.float32)
     isq = np.ascontiguousarray(inverse_square, dtype=np.float64)
     depth_weights(table, DEPTH_TABLE_STEP_MM, d, isq, out)
@@ -109,21 +126,33 @@ def tabulated_depth_weights(
 SCALE_STEP = 0.02  # scatter-kernel distances snap outward to this grid (as s / SAD)
 
 
-def scatter_planes(s_mm: NDArray[np.float64], sad: float) -> tuple[tuple[float, ...], NDArray]:
-    """Two source distances (as s / SAD) spanning the points, and each point's place between them.
+def scatter_scales(s_min_mm: float, s_max_mm: float, sad: float) -> tuple[float, ...]:
+    """Two source distances (as s / SAD) spanning s_min..s_max (one when they agree).
 
     The distances snap outward to multiples of SCALE_STEP, so that the beams of a plan
     share their kernels (built once per pair of distances, see BeamModel.map_kernels).
+    No points in front of the source (s_min > s_max): (1.0,).
     """
+    if s_min_mm > s_max_mm:
+        return (1.0,)
+    lo = round(max(math.floor(s_min_mm / sad / SCALE_STEP), 1) * SCALE_STEP, 4)
+    hi = round(math.ceil(s_max_mm / sad / SCALE_STEP) * SCALE_STEP, 4)
+    if hi - lo < 1e-3:
+        return (lo,)
+    return (lo, hi)
+
+
+def scatter_planes(s_mm: NDArray[np.float64], sad: float) -> tuple[tuple[float, ...], NDArray]:
+    """:func:`scatter_scales` of the points at distances ``s_mm`` (0: at or behind the source)
+    and each point's place between the two (0 near, 1 far; 0 with one distance)."""
     valid = s_mm[s_mm > 0]
     if len(valid) == 0:
         return (1.0,), np.zeros(len(s_mm), dtype=np.float32)
-    lo = round(max(math.floor(float(valid.min()) / sad / SCALE_STEP), 1) * SCALE_STEP, 4)
-    hi = round(math.ceil(float(valid.max()) / sad / SCALE_STEP) * SCALE_STEP, 4)
-    if hi - lo < 1e-3:
-        return (lo,), np.zeros(len(s_mm), dtype=np.float32)
-    blend = np.clip((s_mm / sad - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
-    return (lo, hi), blend
+    scales = scatter_scales(float(valid.min()), float(valid.max()), sad)
+    if len(scales) == 1:
+        return scales, np.zeros(len(s_mm), dtype=np.float32)
+    lo, hi = scales
+    return scales, np.clip((s_mm / sad - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
 def box_corners(lo: NDArray, hi: NDArray) -> NDArray[np.float64]:
@@ -192,23 +221,16 @@ class DensityTracer:
         radiological_depth_grid(
             self.density, np.ascontiguousarray(M), u0, h, nu, v0, h, nv, s0, ds, ns, sad, grid
         )
+        bld = np.ascontiguousarray(T[:3, :])
+        scales = scatter_scales(*source_distance_range(pts, bld, sad), sad)
+        span = scales[1] - scales[0] if len(scales) == 2 else 0.0
+        # every point's depth interpolates the grid, so the grid's maximum bounds the table
+        table = depth_table(model, float(grid.max()) if grid.size else 0.0)
         n = len(pts)
-        u = np.empty(n)
-        v = np.empty(n)
-        s = np.empty(n)
-        d = np.empty(n)
-        fan_coordinates_and_depth(
-            pts, np.ascontiguousarray(T[:3, :]), sad, grid, u0, h, v0, h, s0, ds, u, v, s, d
-        )
-        isq = np.divide(sad * sad, s * s, out=np.zeros(n), where=s > 0)
-        w = tabulated_depth_weights(model, d, isq)
-        scales, blend = scatter_planes(s, sad)
-        return PointGeometry(
-            u.astype(np.float32),
-            v.astype(np.float32),
-            np.ascontiguousarray(w, dtype=np.float32),
-            d.astype(np.float32),
-            isq.astype(np.float32),
-            scales,
-            blend,
-        )
+        u, v, d, isq, blend = (np.empty(n, dtype=np.float32) for _ in range(5))
+        w = np.empty((len(table), n), dtype=np.float32)
+        fan_geometry(
+            pts, bld, sad, grid, u0, h, v0, h, s0, ds, table, DEPTH_TABLE_STEP_MM,
+            scales[0], span, u, v, d, isq, blend, w,
+        )  # fmt: skip
+        return PointGeometry(u, v, w, d, isq, scales, blend)
