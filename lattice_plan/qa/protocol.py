@@ -62,7 +62,7 @@ from lattice_plan.qa.protocol_model import (
     ProtocolPrescription,
     StructureSpec,
 )
-from lattice_plan.qa.protocol_reader import _Reader
+from lattice_plan.qa.protocol_reader import ProtocolReader
 from lattice_plan.tables import read_toml_text
 
 
@@ -72,7 +72,7 @@ def parse_protocol(text: str, source: str = "<string>") -> Protocol:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{source}: not valid TOML: {exc}; fix the syntax at that line") from None
-    return _Reader(source, text).protocol(data)
+    return ProtocolReader(source, text).protocol(data)
 
 
 def load_protocol(path: str | os.PathLike[str]) -> Protocol:
