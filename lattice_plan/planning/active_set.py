@@ -10,20 +10,23 @@ the margin of its level. Every other objective (targets, minima, DVH points,
 gEUD) keeps all its voxels. A ceiling term on the active set keeps the
 normalisation of the whole structure (the mean over all its voxels), so F on
 the active set equals the exact F as long as no left-out voxel rises to its
-ceiling; the optimiser checks that on every voxel every few iterations and
-restarts with a new active set when some voxel came within the margin.
+ceiling. :class:`ActiveProblem` is F on the active set; the optimiser checks
+the set on every voxel every few iterations and replaces it when some voxel
+came within half the margin of its ceiling: F and its gradient at that point
+do not change (the voxels added are still under their ceilings), so L-BFGS-B
+goes on with its curvature pairs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from lattice_plan.planning.fluence_problem import ObjectiveTerm
+from lattice_plan.planning.fluence_problem import DoseOperator, FluenceObjective, ObjectiveTerm
 from lattice_plan.planning.objectives import MeanDose, Objective
 
 
@@ -110,3 +113,49 @@ def select_active(
         )
         restricted.append(ObjectiveTerm(part, pos))
     return ActiveSet(tuple(keep), rows, tuple(restricted))
+
+
+class ActiveProblem:
+    """F on the active set of ``full`` (callable like :class:`FluenceObjective`), which it renews.
+
+    ``on_rows(rows)``: the full problem's operator on some of its voxels;
+    ``margin_gy``: how far under its ceiling a voxel is still evaluated.
+    """
+
+    def __init__(
+        self,
+        full: FluenceObjective,
+        on_rows: Callable[[NDArray[np.int64]], DoseOperator],
+        margin_gy: float,
+        dose_gy: NDArray[np.float64],
+    ) -> None:
+        self.full = full
+        self.on_rows = on_rows
+        self.margin_gy = float(margin_gy)
+        self._done = 0
+        self._use(select_active(full.terms, dose_gy, self.margin_gy))
+
+    def _use(self, active: ActiveSet) -> None:
+        self.active = active
+        self.problem = self.full.on(self.on_rows(active.rows), active.terms)
+
+    @property
+    def evaluations(self) -> int:
+        return self._done + self.problem.evaluations
+
+    def __call__(self, x: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+        return self.problem(x)
+
+    def dose_view(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The dose at every voxel of the full problem: NaN where it is not evaluated."""
+        out = np.full(self.full.operator.n_voxels, np.nan)
+        out[self.active.rows] = self.problem.dose_at(x)
+        return out
+
+    def renew(self, dose_gy: NDArray[np.float64]) -> bool:
+        """Take a new active set if some left-out voxel came within half the margin (dose at all voxels)."""
+        if not self.active.lacks(select_active(self.full.terms, dose_gy, self.margin_gy / 2)):
+            return False
+        self._done += self.problem.evaluations
+        self._use(select_active(self.full.terms, dose_gy, self.margin_gy))
+        return True

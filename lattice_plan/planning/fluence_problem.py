@@ -19,6 +19,7 @@ matrix for small problems and tests.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -202,6 +203,16 @@ class FluenceObjective:
         self.last_terms: dict[str, float] = {}
         self.evaluations = 0
         self._last: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+
+    def on(self, operator: DoseOperator, terms: Sequence[ObjectiveTerm]) -> FluenceObjective:
+        """The same F (dose scale, smoothness) with another operator and terms (an active set)."""
+        other = copy.copy(self)
+        other.operator = operator
+        other.terms = list(terms)
+        other.last_terms = {}
+        other.evaluations = 0
+        other._last = None
+        return other
 
     def dose_at(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         """The dose at the operator's voxels for weights x (the last evaluation's when x is its x)."""

@@ -32,7 +32,7 @@ from scipy import optimize
 from threadpoolctl import threadpool_limits
 
 from lattice_plan.errors import PlanningError
-from lattice_plan.planning.active_set import ActiveSet, select_active
+from lattice_plan.planning.active_set import ActiveProblem
 from lattice_plan.planning.fluence_problem import (
     DoseOperator,
     FluenceObjective,
@@ -305,34 +305,21 @@ def optimize_fluence(
         settle = DoseSettled(dose_tol * dose_scale_gy, int(dose_window))
         history = [f0]
         x = x_start
-        iterations, evaluations, restarts = 0, 0, 0
-        reason = ""
+        problem = ActiveProblem(full, on_rows, margin_gy, dose_full) if use_active else None
+        evaluate = full if problem is None else problem
+        view = full.dose_at if problem is None else problem.dose_view
+        settle.reset(dose_full)
+        iterations, restarts = 0, 0
         final: float | None = None
         while True:
-            current: ActiveSet | None = None
-            problem = full
-            if use_active:
-                current = select_active(terms, dose_full, margin_gy)
-                problem = FluenceObjective(
-                    on_rows(current.rows), current.terms, layout, dose_scale_gy, smoothness, x_ref
-                )
-            logger.debug(
-                "pass %d from iteration %d on %d of %d voxels",
-                restarts,
-                iterations,
-                operator.n_voxels if current is None else current.n_voxels,
-                operator.n_voxels,
-            )
-            evaluations_before = problem.evaluations
-            settle.reset(dose_full if current is None else dose_full[current.rows])
-            stopped_by = ""
+            stopped_by, renewed = "", 0
 
             def scaled(y: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-                f, g = problem(y / p)  # noqa: B023 - the problem of this pass
+                f, g = evaluate(y / p)
                 return f, g / p
 
             def callback(intermediate_result: optimize.OptimizeResult) -> None:
-                nonlocal stopped_by, iterations
+                nonlocal stopped_by, iterations, renewed
                 iterations += 1
                 history.append(float(intermediate_result.fun))
                 if progress is not None:
@@ -341,13 +328,11 @@ def optimize_fluence(
                     stopped_by = "stalled"
                     raise StopIteration
                 x_now = intermediate_result.x / p
-                if dose_tol > 0 and settle.settled(problem.dose_at(x_now)):  # noqa: B023
+                if dose_tol > 0 and settle.settled(view(x_now)):
                     stopped_by = "settled"
                     raise StopIteration
-                if current is not None and iterations % ACTIVE_CHECK_EVERY == 0:  # noqa: B023
-                    if current.lacks(select_active(terms, operator.forward(x_now), margin_gy / 2)):  # noqa: B023
-                        stopped_by = "active set changed"
-                        raise StopIteration
+                if problem is not None and iterations % ACTIVE_CHECK_EVERY == 0:
+                    renewed += problem.renew(operator.forward(x_now))
 
             left = int(max_iterations) - iterations
             res = optimize.minimize(
@@ -367,15 +352,24 @@ def optimize_fluence(
                     "maxcor": LBFGS_CORRECTIONS,
                 },
             )
-            evaluations += problem.evaluations - evaluations_before
             x = np.maximum(np.asarray(res.x) / p, 0.0)
             reason = stopped_by or lbfgsb_stop_reason(res, left)
-            logger.debug("pass %d: %s after %d iterations", restarts, reason, iterations)
-            if current is None:
+            logger.debug(
+                "pass %d: %s after %d iterations, active set renewed %d times, %d voxels",
+                restarts,
+                reason,
+                iterations,
+                renewed,
+                operator.n_voxels if problem is None else problem.active.n_voxels,
+            )
+            if problem is None:
                 break
             final, dose_full = full.value(x)  # the exact F, and the check of the active set
-            grew = current.lacks(select_active(terms, dose_full, margin_gy / 2))
-            if not grew or iterations >= max_iterations or restarts >= MAX_RESTARTS:
+            if iterations >= max_iterations or restarts >= MAX_RESTARTS:
+                break
+            if problem.renew(dose_full):  # some voxel rose towards its ceiling: go on from x
+                settle.reset(view(x))
+            elif not (reason == "line search failed" and renewed):
                 break
             restarts += 1
 
@@ -400,7 +394,7 @@ def optimize_fluence(
         x=x,
         history=tuple(history),
         iterations=iterations,
-        evaluations=evaluations,
+        evaluations=evaluate.evaluations,
         stop_reason=reason,
         message=message or str(res.message),
         time_s=elapsed,

@@ -104,7 +104,11 @@ def check_stop_arguments(
 
 
 class DoseSettled:
-    """The dose rule: true once no voxel moved by more than ``tol_gy`` over ``window`` iterations."""
+    """The dose rule: true once no voxel moved by more than ``tol_gy`` over ``window`` iterations.
+
+    A NaN dose (a voxel not evaluated then, see :mod:`lattice_plan.planning.active_set`)
+    takes no part in the comparison.
+    """
 
     def __init__(self, tol_gy: float, window: int) -> None:
         self.tol_gy = float(tol_gy)
@@ -121,7 +125,9 @@ class DoseSettled:
         self._doses.append(np.array(dose, dtype=float))
         if len(self._doses) < self._doses.maxlen:  # type: ignore[operator]
             return False
-        return bool(np.abs(self._doses[-1] - self._doses[0]).max() <= self.tol_gy)
+        moved = np.abs(self._doses[-1] - self._doses[0])
+        moved = moved[~np.isnan(moved)]
+        return moved.size > 0 and bool(moved.max() <= self.tol_gy)
 
 
 def stalled(history: Sequence[float], stall_tol: float) -> bool:
