@@ -369,8 +369,8 @@ def optimize_fluence(
                 break
             if problem.renew(dose_full):  # some voxel rose towards its ceiling: go on from x
                 settle.reset(view(x))
-            elif not (reason == "line search failed" and renewed):
-                break
+            elif not (renewed and reason in ("converged", "line search failed")):
+                break  # (L-BFGS-B's tests compare F across a renewal: a fresh pass decides)
             restarts += 1
 
         x = np.array(x, dtype=float)
