@@ -11,7 +11,8 @@ planning run). Peak resident memory of the process is reported.
 
 import json
 import resource
-import time
+
+from _timing import timed_runs
 
 from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.phantoms import build_phantom
@@ -28,11 +29,7 @@ def main() -> None:
     out = {"beams": len(plan.beams), "dose_grid": list(engine.dose_grid.shape)}
     for spec in (DeliverySpec("sliding_window"), DeliverySpec("step_and_shoot", levels=10)):
         make_deliverable(plan, engine, spec)  # warm-up
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            d = make_deliverable(plan, engine, spec)
-            times.append(time.perf_counter() - t0)
+        times, d = timed_runs(3, lambda s=spec: make_deliverable(plan, engine, s))
         info = d.info["delivery"]
         out[spec.method] = {
             "time_s_best": round(min(times), 3),

@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+from _timing import best_of
+
 CHILD = r"""
 import time
 t0 = time.perf_counter()
@@ -38,15 +40,6 @@ def _child_seconds(cache_dir: str) -> float:
         [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, check=True
     )
     return float(out.stdout.strip().splitlines()[-1])
-
-
-def _best(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:
@@ -77,13 +70,13 @@ def main() -> None:
     t0 = time.perf_counter()
     engine.compute(nine)
     first_with_geometry = time.perf_counter() - t0
-    forward = _best(lambda: engine.compute(nine))
+    forward, _ = best_of(3, lambda: engine.compute(nine))
     op = engine.operator(nine, beamlet_mm=5.0)
     x = op.x_open() * 100.0
     target = np.full(engine.dose_grid.shape, 10.0)
-    op_forward = _best(lambda: op.forward(x))
+    op_forward, _ = best_of(3, lambda: op.forward(x))
     # gradient of 0.5 * |dose - target|^2 with respect to the beamlet weights
-    gradient = _best(lambda: op.adjoint(op.forward(x) - target))
+    gradient, _ = best_of(3, lambda: op.adjoint(op.forward(x) - target))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
     by_voxels = []
@@ -94,14 +87,14 @@ def main() -> None:
             {
                 "spacing_mm": spacing,
                 "voxels": eng.n_active,
-                "s": round(_best(lambda e=eng: e.compute(nine)), 3),
+                "s": round(best_of(3, lambda e=eng: e.compute(nine))[0], 3),
             }
         )
     by_beams = []
     for n in (1, 3, 9, 18):
         bs = beams(n)
         engine.compute(bs)
-        by_beams.append({"beams": n, "s": round(_best(lambda b=bs: engine.compute(b)), 3)})
+        by_beams.append({"beams": n, "s": round(best_of(3, lambda b=bs: engine.compute(b))[0], 3)})
 
     print(
         json.dumps(

@@ -2,11 +2,11 @@
 
 import json
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from _timing import best_of
 
 from lattice_plan.geometry import Volume
 from lattice_plan.io.ct import read_ct, write_ct_series
@@ -20,15 +20,6 @@ PLAN_UID = "1.2.826.0.1.3680043.8.498.4"  # a plan reference for the timing writ
 BREAST = (
     Path(__file__).resolve().parents[2] / "shared" / "reference" / "dicom" / "breast-boost-plan"
 )
-
-
-def best_of(n, fn):
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return round(min(times), 3), out
 
 
 def main() -> None:
@@ -63,6 +54,7 @@ def main() -> None:
 
         out["breast_read_rtstruct_on_dose_grid_s"], _ = best_of(3, structures_on_dose)
         out["breast_read_rtplan_s"], _ = best_of(3, lambda: read_rtplan(BREAST / "rtplan.dcm"))
+    out = {k: round(v, 3) if k.endswith("_s") else v for k, v in out.items()}
     print(json.dumps(out))
 
 

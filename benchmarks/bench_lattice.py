@@ -1,22 +1,14 @@
 """Time of lattice vertex placement and SCART core on the built-in phantom (2.5 mm grid). Prints JSON."""
 
 import json
-import time
+
+from _timing import best_of
 
 from lattice_plan.geometry.lattice import LatticeParameters, place_vertices_in
 from lattice_plan.geometry.scart import scart_core
 from lattice_plan.phantoms import build_phantom
 
 OARS = ("CaudaEquina", "SpinalCanal", "Kidney_L", "Kidney_R", "Bowel", "Liver", "Skin")
-
-
-def best_of(n, fn):
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def main() -> None:

@@ -1,24 +1,21 @@
 """Time to build the built-in phantom (default 2.5 mm grid). Prints JSON."""
 
 import json
-import time
+
+from _timing import best_of
 
 from lattice_plan.phantoms import build_phantom
 
 
 def main() -> None:
     build_phantom()  # warm imports and caches
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        patient = build_phantom()
-        times.append(time.perf_counter() - t0)
+    best_s, patient = best_of(3, build_phantom)
     print(
         json.dumps(
             {
                 "benchmark": "phantom_build",
                 "shape": patient.grid.shape,
-                "best_s": round(min(times), 3),
+                "best_s": round(best_s, 3),
             }
         )
     )

@@ -15,48 +15,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from lattice_plan.viz.viewer import folder_payload, write_viewer_page
+from lattice_plan.viz.viewer.browser import offline_chromium, wait_for
 
 
 def _open_times(page: Path, runs: int = 3) -> list[dict[str, float]]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--use-angle=swiftshader",
-        "--enable-unsafe-swiftshader",
-        "--window-size=1400,1600",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = offline_chromium()
     out = []
     try:
-        driver.execute_cdp_cmd("Network.enable", {})
-        driver.execute_cdp_cmd(
-            "Network.emulateNetworkConditions",
-            {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
-        )
         for _ in range(runs):
             driver.get("about:blank")
             driver.get(page.resolve().as_uri())
-            end = time.monotonic() + 120
-            while not driver.execute_script(
-                "return window.viewerPlotsReady === true || !!window.viewerError"
-            ):
-                if time.monotonic() > end:
-                    raise RuntimeError("the viewer did not get ready in 120 s")
-                time.sleep(0.02)
+            wait_for(driver, "window.viewerPlotsReady === true || !!window.viewerError", 120, 0.02)
             error = driver.execute_script("return window.viewerError || null")
             if error:
                 raise RuntimeError(f"the viewer failed: {error}")

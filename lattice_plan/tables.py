@@ -29,6 +29,7 @@ __all__ = [
     "TomlTable",
     "coerce_value",
     "dataclass_from_table",
+    "parse_toml_text",
     "read_toml_file",
     "read_toml_text",
 ]
@@ -57,15 +58,20 @@ def read_toml_text(path: str | os.PathLike[str], what: str) -> tuple[Path, str]:
         raise SpecError(f"{p}: not a UTF-8 text file; a {what} is TOML") from None
 
 
-def read_toml_file(path: str | os.PathLike[str], what: str) -> tuple[Path, dict[str, Any]]:
-    """(path, data) of the TOML file ``path``, with the messages of :func:`read_toml_text`;
-    bad syntax raises SpecError ("<path>: not valid TOML: <parser message with its line>;
-    fix the syntax")."""
-    p, text = read_toml_text(path, what)
+def parse_toml_text(text: str, source: str) -> dict[str, Any]:
+    """The decoded TOML ``text``; bad syntax raises SpecError ("<source>: not valid TOML:
+    <parser message with its line>; fix the syntax")."""
     try:
-        return p, tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{p}: not valid TOML: {exc}; fix the syntax") from None
+        raise SpecError(f"{source}: not valid TOML: {exc}; fix the syntax") from None
+
+
+def read_toml_file(path: str | os.PathLike[str], what: str) -> tuple[Path, dict[str, Any]]:
+    """(path, data) of the TOML file ``path``, with the messages of :func:`read_toml_text`
+    and :func:`parse_toml_text`."""
+    p, text = read_toml_text(path, what)
+    return p, parse_toml_text(text, str(p))
 
 
 _MISSING = object()

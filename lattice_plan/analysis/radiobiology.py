@@ -24,7 +24,7 @@ from scipy.special import logsumexp
 
 from lattice_plan.errors import AnalysisError
 from lattice_plan.geometry.grid import Grid
-from lattice_plan.geometry.structure import Structure, StructureKind
+from lattice_plan.geometry.structure import TARGET_KINDS, Structure
 from lattice_plan.geometry.volume import Volume, resample_array
 
 if TYPE_CHECKING:
@@ -36,14 +36,6 @@ ALPHA_BETA_TUMOUR_GY = 10.0
 ALPHA_BETA_LATE_GY = 3.0
 ALPHA_BETA_SPINAL_CORD_GY = 2.0
 
-_TARGET_KINDS = (
-    StructureKind.GTV,
-    StructureKind.CTV,
-    StructureKind.PTV,
-    StructureKind.VERTEX,
-    StructureKind.CORE,
-    StructureKind.VALLEY,
-)
 _CORD_NAME = re.compile(r"cord|cauda|canal|myelon|medulla", re.IGNORECASE)
 
 
@@ -84,7 +76,7 @@ def default_alpha_beta_gy(structure: Structure) -> float:
     equina (recognised by name: cord, cauda, canal, myelon, medulla): 2; every
     other tissue (late-responding normal tissue): 3.
     """
-    if structure.kind in _TARGET_KINDS:
+    if structure.kind in TARGET_KINDS:
         return ALPHA_BETA_TUMOUR_GY
     if _CORD_NAME.search(structure.name):
         return ALPHA_BETA_SPINAL_CORD_GY

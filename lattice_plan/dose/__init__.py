@@ -9,8 +9,11 @@ __all__ = [
     "delivery",
     "engine",
     "fluence",
+    "fluence_operator",
     "hu",
     "machine",
     "model",
+    "point_geometry",
+    "superpose",
     "water",
 ]

@@ -12,8 +12,10 @@ from scipy import optimize
 
 from lattice_plan.dose.beam import Beam, Jaws
 from lattice_plan.dose.beam_data import OutputFactor, Scan
-from lattice_plan.dose.engine import DoseEngine, PointGeometry
+from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.dose.model import BeamModel, DepthTerm, LateralComponent
+from lattice_plan.dose.point_geometry import PointGeometry
+from lattice_plan.dose.superpose import add_beam_dose
 from lattice_plan.dose.water import water_phantom
 from lattice_plan.errors import DoseError
 
@@ -149,7 +151,7 @@ class _ScanSetup:
     def model_dose(self, model: BeamModel) -> NDArray[np.float64]:
         geom: PointGeometry = self.geometry.with_model(model)
         out = np.zeros(len(geom.u_mm))
-        self.engine._dose_into(self.beam, geom, np.arange(len(out), dtype=np.int64), out, model)
+        add_beam_dose(self.beam, geom, np.arange(len(out), dtype=np.int64), out, model)
         return out
 
     def residuals(self, model: BeamModel) -> NDArray[np.float64]:
@@ -184,9 +186,7 @@ class _OutputFactorSetup:
     def model_factors(self, model: BeamModel) -> NDArray[np.float64]:
         dose = np.zeros(len(self.beams))
         for n, (beam, geom) in enumerate(zip(self.beams, self.geometries, strict=True)):
-            self.engine._dose_into(
-                beam, geom.with_model(model), np.array([0]), dose[n : n + 1], model
-            )
+            add_beam_dose(beam, geom.with_model(model), np.array([0]), dose[n : n + 1], model)
         return dose[1:] / dose[0]
 
     def residuals(self, model: BeamModel) -> NDArray[np.float64]:

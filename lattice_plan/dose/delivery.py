@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lattice_plan.dose.beam import Beam, FluenceMap, Jaws
+from lattice_plan.dose.beam_groups import summed_dose
 from lattice_plan.dose.control_points import ControlPointBeam
 from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.dose.machine import Machine
@@ -288,8 +289,12 @@ def control_point_dose(
     machine: Machine,
     gantry_step_deg: float = DEFAULT_GANTRY_STEP_DEG,
 ) -> Volume:
-    """Dose (Gy) of control-point beams on the engine's dose grid."""
+    """Dose (Gy) of control-point beams on the engine's dose grid.
+
+    Arc samples at one geometry (several arcs over the same angles) are
+    superposed once (:func:`lattice_plan.dose.beam_groups.summed_dose`).
+    """
     beams = [b for cp in cp_beams for b in beams_for_dose(cp, machine, gantry_step_deg)]
     if not beams:
         raise DoseError("no control-point beam delivers any meterset")
-    return engine.compute(beams)
+    return summed_dose(engine, beams)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import sparse
 
 from lattice_plan.dose.beam import Beam, FluenceMap
 from lattice_plan.dose.model import BeamModel
@@ -103,6 +104,19 @@ def paint_matrices(fmap: FluenceMap, grid: MapGrid) -> tuple[NDArray, NDArray]:
     return oy, ox
 
 
+def paint(values: NDArray, oy: NDArray, ox: NDArray) -> NDArray[np.float64]:
+    """``oy.T @ values @ ox`` (:func:`paint_matrices`) as sparse products.
+
+    Each beamlet overlaps only a few pixels, so the sparse form does a few
+    operations per pixel; and it never calls BLAS, whose threads fight
+    Numba's spinning worker threads for the cores after a parallel kernel
+    (measured on 2 cores: 35 ms for the dense product of a 84 x 90 map onto
+    a 151 x 157 grid right after a ray trace, 0.15 ms with one BLAS thread).
+    """
+    rows = sparse.csr_array(oy.T) @ np.asarray(values, dtype=float)
+    return np.asarray((sparse.csr_array(ox.T) @ rows.T).T)
+
+
 def row_beam_on_time(values: ArrayLike) -> NDArray[np.float64]:
     """Beam-on time of each row of a beamlet map [ny, nx] swept by a sliding-window MLC.
 
@@ -154,7 +168,7 @@ def beam_fluence(beam: Beam, model: BeamModel, grid: MapGrid) -> NDArray[np.floa
         fmap = beam.fluence
         oy, ox = paint_matrices(fmap, grid)
         v = fmap.values if fmap.delivered else delivered_map(fmap, model.mlc_transmission)
-        return factor * (oy.T @ v @ ox)
+        return factor * paint(v, oy, ox)
     jaw = jaw_opening(beam, grid)
     r = np.hypot(grid.x_mm()[None, :], grid.y_mm()[:, None])
     # leakage through the closed jaws, up to the largest field the jaws can open

@@ -28,16 +28,15 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from dataclasses import dataclass, replace
 from importlib import resources
-from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from lattice_plan.errors import DoseError, InputFileError, SpecError
+from lattice_plan.errors import DoseError, SpecError
+from lattice_plan.tables import parse_toml_text, read_toml_file
 
 DEFAULT_MACHINE = "varian-120"
 
@@ -237,15 +236,7 @@ def machine_from_mapping(data: dict[str, Any], source: str = "<machine>") -> Mac
 
 def read_machine(path: str | os.PathLike[str]) -> Machine:
     """Read a machine TOML file, validated field by field (errors name the file and the key)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        raise InputFileError(f"cannot read machine file {str(p)!r}: {exc.strerror}") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{p}: not valid TOML ({exc})") from exc
+    p, data = read_toml_file(path, "machine file")
     return machine_from_mapping(data, str(p))
 
 
@@ -264,6 +255,5 @@ def default_machine(name: str | None = None) -> Machine:
             f"unknown machine {name!r}; shipped machines are {known}, or give a machine TOML file"
         )
     f = resources.files("lattice_plan") / "data" / "machines" / f"{name}.toml"
-    return machine_from_mapping(
-        tomllib.loads(f.read_text(encoding="utf-8")), f"machines/{name}.toml"
-    )
+    source = f"machines/{name}.toml"
+    return machine_from_mapping(parse_toml_text(f.read_text(encoding="utf-8"), source), source)

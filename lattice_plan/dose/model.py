@@ -30,7 +30,6 @@ All lengths are mm at the isocentre plane (kernels) or mm of water (depths).
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
@@ -298,7 +297,6 @@ def _gauss_1d(sigma_mm: float, h_mm: float, radius_px: int) -> NDArray[np.float6
     return g / g.sum()
 
 
-@functools.lru_cache(maxsize=64)
 def _exponential_2d(
     lam_mm: float, h_mm: float, radius_px: int, cut_mm: float
 ) -> NDArray[np.float64]:
@@ -306,6 +304,17 @@ def _exponential_2d(
 
     Cached (beams of one plan share their kernel distances); the array is read-only.
     """
+    key = (lam_mm, h_mm, radius_px, cut_mm)
+    k = _EXPONENTIAL_CACHE.get(key)
+    if k is None:
+        k = _make_exponential_2d(lam_mm, h_mm, radius_px, cut_mm)
+        _EXPONENTIAL_CACHE.put(key, k)
+    return k
+
+
+def _make_exponential_2d(
+    lam_mm: float, h_mm: float, radius_px: int, cut_mm: float
+) -> NDArray[np.float64]:
     sub = (np.arange(4) - 1.5) / 4.0  # 4 x 4 sub-samples per pixel, never at r = 0
     ax = np.arange(-radius_px, radius_px + 1)
     X = (ax[None, :, None, None] + sub[None, None, None, :]) * h_mm
@@ -321,6 +330,8 @@ def _exponential_2d(
     return k
 
 
+# Exponential kernels by (lambda, pixel, radius, cut), as _exponential_2d makes them.
+_EXPONENTIAL_CACHE: BoundedCache[NDArray[np.float64]] = BoundedCache(max_entries=64)
 # Kernels by (model id, scales); the model is kept with them, so its id is not reused.
 _KERNEL_CACHE: BoundedCache[tuple[BeamModel, MapKernels]] = BoundedCache(max_entries=64)
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from lattice_plan.cache import BoundedCache
 from lattice_plan.dose.beam import Beam, Jaws
 from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.dose.model import BeamModel
@@ -52,12 +52,20 @@ def water_phantom(
     return Volume(hu, grid, "HU")
 
 
-@lru_cache(maxsize=16)
+# Water-phantom engines by (model, SSD, depth, half width): fits ask for the same few many times.
+_ENGINES: BoundedCache[DoseEngine] = BoundedCache(max_entries=16)
+
+
 def _engine(
     model: BeamModel, ssd_mm: float, max_depth_mm: float, half_width_mm: float
 ) -> DoseEngine:
-    ct = water_phantom(ssd_mm, max_depth_mm, half_width_mm, model.sad_mm)
-    return DoseEngine(ct, None, model, dose_spacing_mm=_LATERAL_STEP_MM)
+    key = (model, ssd_mm, max_depth_mm, half_width_mm)
+    engine = _ENGINES.get(key)
+    if engine is None:
+        ct = water_phantom(ssd_mm, max_depth_mm, half_width_mm, model.sad_mm)
+        engine = DoseEngine(ct, None, model, dose_spacing_mm=_LATERAL_STEP_MM)
+        _ENGINES.put(key, engine)
+    return engine
 
 
 def _field_beam(field_mm: Sequence[float], center_mm: Sequence[float], model: BeamModel) -> Beam:

@@ -27,10 +27,18 @@ from lattice_plan.geometry.morphology import (
 from lattice_plan.geometry.patient import Patient
 from lattice_plan.geometry.scart import scart_core
 from lattice_plan.geometry.shape import Diameters, diameters
-from lattice_plan.geometry.structure import Structure, StructureKind, StructureSet
+from lattice_plan.geometry.structure import (
+    DVH_KINDS,
+    TARGET_KINDS,
+    Structure,
+    StructureKind,
+    StructureSet,
+)
 from lattice_plan.geometry.volume import Volume, resample_array
 
 __all__ = [
+    "DVH_KINDS",
+    "TARGET_KINDS",
     "Diameters",
     "Grid",
     "LatticeParameters",

@@ -55,6 +55,18 @@ class StructureKind(enum.Enum):
             ) from None
 
 
+#: Kinds that are the target or a part of it (EQD2 with the tumour alpha/beta, target metrics).
+TARGET_KINDS: tuple[StructureKind, ...] = (
+    StructureKind.GTV,
+    StructureKind.CTV,
+    StructureKind.PTV,
+    StructureKind.VERTEX,
+    StructureKind.CORE,
+    StructureKind.VALLEY,
+)
+#: Kinds whose DVHs reports and the viewer show (the body, rings and avoidance shells are left out).
+DVH_KINDS: tuple[StructureKind, ...] = (*TARGET_KINDS, StructureKind.OAR)
+
 DEFAULT_COLORS: dict[StructureKind, tuple[int, int, int]] = {
     StructureKind.EXTERNAL: (0, 200, 0),
     StructureKind.GTV: (255, 0, 0),

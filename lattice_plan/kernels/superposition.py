@@ -21,22 +21,34 @@ to point sel[q].
 
 from __future__ import annotations
 
-from lattice_plan.kernels._jit import jit, jit_parallel, prange
+from lattice_plan.kernels._jit import jit_inline, jit_parallel, prange
 
 
-@jit
+@jit_inline
 def _cell(x, y, x0, y0, h, nx, ny):
-    """Bilinear cell (ix, iy, ix1, iy1, fx, fy) of (x, y); ix < 0 when outside the map."""
+    """Bilinear cell of (x, y): corner indices (ix, iy, ix1, iy1) and corner weights
+    (a00, a01, a10, a11) of [iy, ix], [iy, ix1], [iy1, ix], [iy1, ix1]; ix < 0 when outside."""
     cx = (x - x0) / h
     cy = (y - y0) / h
     if cx < 0.0 or cy < 0.0 or cx > nx - 1 or cy > ny - 1:
-        return -1, -1, -1, -1, 0.0, 0.0
+        return -1, -1, -1, -1, 0.0, 0.0, 0.0, 0.0
     ix = min(int(cx), max(nx - 2, 0))
     iy = min(int(cy), max(ny - 2, 0))
-    return ix, iy, min(ix + 1, nx - 1), min(iy + 1, ny - 1), cx - ix, cy - iy
+    fx = cx - ix
+    fy = cy - iy
+    return (
+        ix,
+        iy,
+        min(ix + 1, nx - 1),
+        min(iy + 1, ny - 1),
+        (1.0 - fx) * (1.0 - fy),
+        fx * (1.0 - fy),
+        (1.0 - fx) * fy,
+        fx * fy,
+    )
 
 
-@jit
+@jit_inline
 def _plane_factor(plane, t):
     """Blend weight of a coarse map: 1 (any distance), 1 - t (near plane) or t (far plane)."""
     if plane < 0:
@@ -44,27 +56,32 @@ def _plane_factor(plane, t):
     return 1.0 - t if plane == 0 else t
 
 
-@jit
-def _maps_at(maps, rows, planes, start, ix, iy, ix1, iy1, fx, fy, tp, w, p):
+@jit_inline
+def _maps_at(maps, rows, planes, start, cell, tp, w, p):
     """Sum over maps m >= start of blend * depth weight * bilinear value at the cell."""
+    ix, iy, ix1, iy1, a00, a01, a10, a11 = cell
     acc = 0.0
     for m in range(start, maps.shape[0]):
-        val = (maps[m, iy, ix] * (1.0 - fx) + maps[m, iy, ix1] * fx) * (1.0 - fy) + (
-            maps[m, iy1, ix] * (1.0 - fx) + maps[m, iy1, ix1] * fx
-        ) * fy
+        val = (
+            maps[m, iy, ix] * a00
+            + maps[m, iy, ix1] * a01
+            + maps[m, iy1, ix] * a10
+            + maps[m, iy1, ix1] * a11
+        )
         acc += _plane_factor(planes[m], tp) * w[rows[m], p] * val
     return acc
 
 
-@jit
-def _spread_to_maps(buf, rows, planes, start, ix, iy, ix1, iy1, fx, fy, tp, w, p, a):
+@jit_inline
+def _spread_to_maps(buf, rows, planes, start, cell, tp, w, p, a):
     """Transpose of :func:`_maps_at`: add a times each map's weight to the cell's corners."""
+    ix, iy, ix1, iy1, a00, a01, a10, a11 = cell
     for m in range(start, buf.shape[0]):
         b = a * _plane_factor(planes[m], tp) * w[rows[m], p]
-        buf[m, iy, ix] += b * (1.0 - fx) * (1.0 - fy)
-        buf[m, iy, ix1] += b * fx * (1.0 - fy)
-        buf[m, iy1, ix] += b * (1.0 - fx) * fy
-        buf[m, iy1, ix1] += b * fx * fy
+        buf[m, iy, ix] += b * a00
+        buf[m, iy, ix1] += b * a01
+        buf[m, iy1, ix] += b * a10
+        buf[m, iy1, ix1] += b * a11
 
 
 @jit_parallel
@@ -96,14 +113,14 @@ def gather_beam(
     for q in prange(sel.shape[0]):
         p = sel[q]
         acc = 0.0
-        ix, iy, ix1, iy1, fx, fy = _cell(u[p], v[p], fx0, fy0, fh, nxf, nyf)
-        on_fine = ix >= 0
+        cell = _cell(u[p], v[p], fx0, fy0, fh, nxf, nyf)
+        on_fine = cell[0] >= 0
         if on_fine:
-            acc += _maps_at(fine, fine_rows, fine_planes, 0, ix, iy, ix1, iy1, fx, fy, t[p], w, p)
-        ix, iy, ix1, iy1, fx, fy = _cell(u[p], v[p], cx0, cy0, ch, nxc, nyc)
-        if ix >= 0:
+            acc += _maps_at(fine, fine_rows, fine_planes, 0, cell, t[p], w, p)
+        cell = _cell(u[p], v[p], cx0, cy0, ch, nxc, nyc)
+        if cell[0] >= 0:
             start = n_far if on_fine else 0
-            acc += _maps_at(coarse, rows, planes, start, ix, iy, ix1, iy1, fx, fy, t[p], w, p)
+            acc += _maps_at(coarse, rows, planes, start, cell, t[p], w, p)
         out[q] += scale * acc
 
 
@@ -149,28 +166,11 @@ def scatter_beam(
             a = scale * g[q]
             if a == 0.0:
                 continue
-            ix, iy, ix1, iy1, fx, fy = _cell(u[p], v[p], fx0, fy0, fh, nxf, nyf)
-            on_fine = ix >= 0
+            cell = _cell(u[p], v[p], fx0, fy0, fh, nxf, nyf)
+            on_fine = cell[0] >= 0
             if on_fine:
-                _spread_to_maps(
-                    fine_buf[chunk],
-                    fine_rows,
-                    fine_planes,
-                    0,
-                    ix,
-                    iy,
-                    ix1,
-                    iy1,
-                    fx,
-                    fy,
-                    t[p],
-                    w,
-                    p,
-                    a,
-                )
-            ix, iy, ix1, iy1, fx, fy = _cell(u[p], v[p], cx0, cy0, ch, nxc, nyc)
-            if ix >= 0:
+                _spread_to_maps(fine_buf[chunk], fine_rows, fine_planes, 0, cell, t[p], w, p, a)
+            cell = _cell(u[p], v[p], cx0, cy0, ch, nxc, nyc)
+            if cell[0] >= 0:
                 start = n_far if on_fine else 0
-                _spread_to_maps(
-                    coarse_buf[chunk], rows, planes, start, ix, iy, ix1, iy1, fx, fy, t[p], w, p, a
-                )
+                _spread_to_maps(coarse_buf[chunk], rows, planes, start, cell, t[p], w, p, a)

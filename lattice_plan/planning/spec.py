@@ -110,7 +110,7 @@ from lattice_plan.planning.spec_model import (
     PlanSpec,
     PrescriptionSpec,
 )
-from lattice_plan.planning.spec_parse import _as_spec, load_spec, parse_spec
+from lattice_plan.planning.spec_parse import as_spec, load_spec, parse_spec
 from lattice_plan.planning.vmat import build_vmat_plan
 
 __all__ = [
@@ -146,7 +146,7 @@ def plan_patient(
     ``progress(iteration, objective)`` is passed to the optimised arms; ``crt_limits``
     (e.g. :func:`lattice_plan.qa.planning_limits` of the protocol arm) to the CRT builder.
     """
-    s = _as_spec(spec)
+    s = as_spec(spec)
     s.check_structures(patient.structures)
     kwargs = s.builder_kwargs()
     if engine is not None:

@@ -57,10 +57,10 @@ OBJECTIVE_TYPES: dict[str, type[obj_module.Objective]] = {
 }
 
 # Tables that configure some arms only: the one map in planning.plan, as Arm members.
-_TABLES_BY_ARM: dict[str, tuple[Arm, ...]] = {
+TABLES_BY_ARM: dict[str, tuple[Arm, ...]] = {
     table: tuple(Arm(a) for a in arms) for table, arms in ARM_ONLY_SPEC_TABLES.items()
 }
-_TOP_LEVEL = ("plan", "structures", "prescription", "beams", "dose", *_TABLES_BY_ARM)
+TOP_LEVEL_TABLES = ("plan", "structures", "prescription", "beams", "dose", *TABLES_BY_ARM)
 
 
 # ---------------------------------------------------------------------------- the spec objects

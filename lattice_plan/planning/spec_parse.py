@@ -20,9 +20,9 @@ from lattice_plan.planning.deliverable import DeliverySpec
 from lattice_plan.planning.plan import Arm
 from lattice_plan.planning.scart import ScartParameters
 from lattice_plan.planning.spec_model import (
-    _TABLES_BY_ARM,
-    _TOP_LEVEL,
     OBJECTIVE_TYPES,
+    TABLES_BY_ARM,
+    TOP_LEVEL_TABLES,
     BeamSpec,
     PlanSpec,
     PrescriptionSpec,
@@ -167,11 +167,11 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> PlanSpec:
         raise SpecError(
             f"{source}: a plan spec is a TOML document (a table), got {type(data).__name__}"
         )
-    extra = sorted(set(data) - set(_TOP_LEVEL))
+    extra = sorted(set(data) - set(TOP_LEVEL_TABLES))
     if extra:
         raise SpecError(
             f"{source}: unknown table(s) {', '.join(map(repr, extra))}; valid tables: "
-            f"{', '.join(_TOP_LEVEL)}"
+            f"{', '.join(TOP_LEVEL_TABLES)}"
         )
     _check_ranges(data, source)
     plan_t = TomlTable(data.get("plan", {}), "plan", source)
@@ -183,7 +183,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> PlanSpec:
     name = plan_t.string("name", arm.value)
     description = plan_t.string("description", "", allow_empty=True)
     plan_t.finish()
-    for table, arms in _TABLES_BY_ARM.items():
+    for table, arms in TABLES_BY_ARM.items():
         if table in data and arm not in arms:
             raise SpecError(
                 f"{source}: [{table}] applies to {' and '.join(a.value for a in arms)} plans, "
@@ -299,7 +299,8 @@ def load_spec(path: str | os.PathLike[str]) -> PlanSpec:
     return parse_spec(data, source=str(p))
 
 
-def _as_spec(spec: PlanSpec | str | os.PathLike[str] | Mapping[str, Any]) -> PlanSpec:
+def as_spec(spec: PlanSpec | str | os.PathLike[str] | Mapping[str, Any]) -> PlanSpec:
+    """``spec`` as a PlanSpec: a PlanSpec as it is, a path loaded, a mapping parsed."""
     if isinstance(spec, PlanSpec):
         return spec
     if isinstance(spec, str | os.PathLike):

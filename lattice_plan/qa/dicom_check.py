@@ -20,7 +20,7 @@ from lattice_plan.io.dicom_common import read_dataset
 from lattice_plan.io.exported_plan import load_exported_plan
 from lattice_plan.io.rtstruct import contour_points, read_rtstruct, roi_table, structure_name
 from lattice_plan.qa.check import CheckResult, check
-from lattice_plan.qa.protocol import Arm, Protocol
+from lattice_plan.qa.protocol_model import Protocol, ProtocolArm
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def check_dicom(
     rtdose_path: str | os.PathLike[str],
     rtstruct_path: str | os.PathLike[str],
     protocol: Protocol,
-    arm: str | Arm,
+    arm: str | ProtocolArm,
     *,
     rtplan_path: str | os.PathLike[str] | None = None,
     fractions: int | None = None,
@@ -47,7 +47,8 @@ def check_dicom(
     end-cap convention of :func:`~lattice_plan.io.rtstruct.read_rtstruct`
     (``"none"`` for systems whose stacks stop at their end planes).
     """
-    arm = arm if isinstance(arm, Arm) else protocol.arm(arm)  # a wrong arm fails before reading
+    # A wrong arm fails before reading.
+    arm = arm if isinstance(arm, ProtocolArm) else protocol.arm(arm)
     exported = load_exported_plan(rtdose_path, rtplan_path, fractions=fractions)
     dose = exported.dose
     structures = read_rtstruct(

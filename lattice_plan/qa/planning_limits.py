@@ -16,14 +16,14 @@ from lattice_plan.analysis.metric_strings import parse_metric
 from lattice_plan.errors import AnalysisError
 from lattice_plan.geometry.structure import StructureSet
 from lattice_plan.planning.crt_limits import DoseLimit, LimitSet
-from lattice_plan.qa.check import _StructureResolver
 from lattice_plan.qa.protocol import Comparison, Protocol
+from lattice_plan.qa.resolve import StructureResolver
 
 
 def planning_limits(protocol: Protocol, arm: str, structures: StructureSet) -> LimitSet:
     """The dose limits of ``protocol``'s arm ``arm`` on ``structures`` (see the module docstring)."""
     arm_obj = protocol.arm(arm)
-    resolver = _StructureResolver(protocol, structures, {}, False)
+    resolver = StructureResolver(protocol, structures, {}, False)
     limits: list[DoseLimit] = []
     left_out: list[tuple[str, str]] = []
     for c in arm_obj.constraints:

@@ -48,9 +48,7 @@ old names of ``ProtocolArm``, ``ProtocolPrescription`` and ``ConstraintQuantity`
 from __future__ import annotations
 
 import os
-import tomllib
 
-from lattice_plan.errors import SpecError
 from lattice_plan.qa.protocol_model import (
     AT_LIMIT_RTOL,
     Comparison,
@@ -62,17 +60,13 @@ from lattice_plan.qa.protocol_model import (
     ProtocolPrescription,
     StructureSpec,
 )
-from lattice_plan.qa.protocol_reader import _Reader
-from lattice_plan.tables import read_toml_text
+from lattice_plan.qa.protocol_reader import ProtocolReader
+from lattice_plan.tables import parse_toml_text, read_toml_text
 
 
 def parse_protocol(text: str, source: str = "<string>") -> Protocol:
     """Read a protocol from TOML ``text``; ``source`` names it in error messages."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{source}: not valid TOML: {exc}; fix the syntax at that line") from None
-    return _Reader(source, text).protocol(data)
+    return ProtocolReader(source, text).protocol(parse_toml_text(text, source))
 
 
 def load_protocol(path: str | os.PathLike[str]) -> Protocol:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lattice_plan.errors import ProtocolError, SpecError
-from lattice_plan.qa import _metrics
+from lattice_plan.qa import metric_bridge
 from lattice_plan.qa.protocol_model import (
     UNITLESS,
     Comparison,
@@ -73,7 +73,7 @@ def _dotted(path: Sequence[str | int]) -> str:
     return out
 
 
-class _Reader:
+class ProtocolReader:
     """Validates the decoded TOML dict, raising SpecError with file, key, line and expectation."""
 
     def __init__(self, source: str, text: str) -> None:
@@ -274,14 +274,14 @@ class _Reader:
         structure = self.string(data, path, "structure")
         metric = self.string(data, path, "metric")
         try:
-            spec = _metrics.parse(metric)
+            spec = metric_bridge.parse(metric)
         except ProtocolError as exc:
             raise self.fail(
                 [*path, "metric"],
                 str(exc),
                 "one of the accepted forms",
             ) from None
-        result_unit = _metrics.metric_result_unit(metric)
+        result_unit = metric_bridge.metric_result_unit(metric)
         comparison_text = data.get("comparison")
         try:
             comparison = Comparison(comparison_text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lattice_plan.geometry.structure import Structure, StructureKind, StructureSet
+from lattice_plan.geometry.structure import DVH_KINDS, Structure, StructureKind, StructureSet
 from lattice_plan.io.atomic import safe_file_part
 
 Progress = Callable[[str, int, "int | None"], None]
@@ -24,15 +24,7 @@ DEFAULT_METRICS: tuple[str, ...] = (
 EQD2_METRICS: tuple[str, ...] = ("EQD2:Dmean", "EQD2:D2%", "EQD2:D0.03cc")
 
 #: Kinds whose DVHs the comparison reports (the body, rings and helper shells are left out).
-REPORTED_KINDS: tuple[StructureKind, ...] = (
-    StructureKind.GTV,
-    StructureKind.CTV,
-    StructureKind.PTV,
-    StructureKind.VERTEX,
-    StructureKind.CORE,
-    StructureKind.VALLEY,
-    StructureKind.OAR,
-)
+REPORTED_KINDS: tuple[StructureKind, ...] = DVH_KINDS
 
 
 def report_progress(progress: Progress | None, task: str, done: int, total: int | None) -> None:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from lattice_plan.errors import SpecError
 from lattice_plan.files import toml_plain
 from lattice_plan.planning.plan import Arm
 from lattice_plan.planning.spec import PlanSpec, load_spec, parse_spec
+from lattice_plan.tables import read_toml_file
 
 #: What each arm is planned with when no spec is given: the prescriptions of the
 #: built-in study protocol (SFRT 15 Gy x 1 to the vertices, SCART 15 Gy x 1 to the
@@ -100,7 +99,7 @@ def spec_to_mapping(spec: PlanSpec) -> dict[str, Any]:
 def _read_spec_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The TOML data of a plan-spec file (validated by parsing it, so errors name the file)."""
     load_spec(path)  # refuses a missing, unreadable or invalid file with the parser's message
-    return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    return read_toml_file(path, "plan spec")[1]
 
 
 def apply_overrides(

@@ -27,6 +27,7 @@ from scipy import ndimage
 from lattice_plan.analysis.comparison import standard_metrics
 from lattice_plan.analysis.dvh import DVH, evaluate_metric
 from lattice_plan.analysis.radiobiology import default_alpha_beta_gy
+from lattice_plan.dose.beam_groups import summed_dose
 from lattice_plan.dose.delivery import DEFAULT_GANTRY_STEP_DEG, beams_for_dose
 from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.dose.machine import Machine, read_machine
@@ -46,7 +47,6 @@ BODY_THRESHOLD_HU = -400.0
 """CT voxels above this are body when no outline is given (air -1000, lung about -800..-500)."""
 
 Progress = Callable[[str, int, int | None], None]
-_CHUNK = 8  # engine beams per engine call between progress reports
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,15 +127,8 @@ def recalculate(
         engine_beams += beams_for_dose(cp_beam, mach, gantry_step_deg)
     if not engine_beams:
         raise DoseError(f"RTPLAN {delivery.plan.label!r}: no beam delivers any meterset")
-    total = np.zeros(engine.dose_grid.shape)
-    n = len(engine_beams)
-    for start in range(0, n, _CHUNK):
-        if progress is not None:
-            progress("recalc", start, n)
-        total += engine.compute(engine_beams[start : start + _CHUNK]).array
-    if progress is not None:
-        progress("recalc", n, n)
-    per_fraction = Volume(total, engine.dose_grid, "Gy")
+    report = None if progress is None else (lambda done, n: progress("recalc", done, n))
+    per_fraction = summed_dose(engine, engine_beams, report)
     if not out_grid.same_as(engine.dose_grid):
         per_fraction = per_fraction.resampled(out_grid, order=1, fill_value=0.0)
     dose = Volume(per_fraction.array * delivery.n_fractions, out_grid, "Gy")

@@ -303,11 +303,11 @@ def test_default_hu_table_maps_water_and_air():
 def test_scatter_kernel_distances_bracket_the_points_and_stay_positive():
     """The two scatter-kernel distances (s / SAD) snap outward to a 0.02 grid, bracket every
     point, and stay at least 0.02 even for points right at the source (no zero width scale)."""
-    from lattice_plan.dose.engine import _scatter_planes
+    from lattice_plan.dose.point_geometry import scatter_planes
 
     s = np.array([850.3, 1000.0, 1107.9])
-    scales, blend = _scatter_planes(s, 1000.0)
+    scales, blend = scatter_planes(s, 1000.0)
     assert scales == (0.84, 1.12)
     np.testing.assert_allclose(blend, (s / 1000.0 - 0.84) / 0.28, atol=1e-6)
-    near, _ = _scatter_planes(np.array([3.0, 900.0]), 1000.0)
+    near, _ = scatter_planes(np.array([3.0, 900.0]), 1000.0)
     assert near[0] == pytest.approx(0.02)

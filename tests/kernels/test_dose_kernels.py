@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lattice_plan.kernels.raytrace import fan_coordinates_and_depth, radiological_depth_grid
+from lattice_plan.kernels.raytrace import (
+    fan_geometry,
+    radiological_depth_grid,
+    source_distance_range,
+)
 from lattice_plan.kernels.superposition import gather_beam, scatter_beam
 
 
@@ -57,7 +61,7 @@ def test_radiological_depth_grid_matches_numpy_cumulative_sum():
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_fan_coordinates_and_depth_match_numpy_projection_and_interpolation():
+def test_fan_geometry_matches_numpy_projection_interpolation_and_depth_weights():
     from scipy.interpolate import RegularGridInterpolator
 
     rng = np.random.default_rng(2)
@@ -67,15 +71,24 @@ def test_fan_coordinates_and_depth_match_numpy_projection_and_interpolation():
     q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     T = np.hstack([q, rng.normal(size=(3, 1))])
     pts = rng.uniform(-15, 15, size=(200, 3))
-    u, v, s, d = (np.empty(200) for _ in range(4))
-    fan_coordinates_and_depth(pts, T, sad, grid, u0, du, v0, dv, s0, ds, u, v, s, d)
+    pts[0] = np.linalg.solve(q, [3.0, 2.0, sad + 5.0] - T[:, 3])  # behind the source
+    table = rng.uniform(size=(3, 1200))
+    step, lo, span = 0.1, 0.98, 0.04
+    u, v, d, isq, blend = (np.empty(200, dtype=np.float32) for _ in range(5))
+    w = np.empty((3, 200), dtype=np.float32)
+    fan_geometry(
+        pts, T, sad, grid, u0, du, v0, dv, s0, ds, table, step, lo, span, u, v, d, isq, blend, w
+    )
     bld = pts @ T[:, :3].T + T[:, 3]
     s_ref = sad - bld[:, 2]
+    assert s_ref[0] < 0 and np.all(s_ref[1:] > 0)
+    assert source_distance_range(pts, T, sad) == pytest.approx((s_ref[1:].min(), s_ref.max()))
+    assert u[0] == v[0] == d[0] == isq[0] == blend[0] == 0.0 and not np.any(w[:, 0])
+    s_ref, bld = s_ref[1:], bld[1:]
     u_ref = bld[:, 0] * sad / s_ref
     v_ref = bld[:, 1] * sad / s_ref
-    np.testing.assert_allclose(s, s_ref, rtol=1e-12)
-    np.testing.assert_allclose(u, u_ref, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(v, v_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(u[1:], u_ref, rtol=1e-6, atol=1e-6)  # float32 outputs
+    np.testing.assert_allclose(v[1:], v_ref, rtol=1e-6, atol=1e-6)
     axes = (v0 + dv * np.arange(nv), u0 + du * np.arange(nu), s0 + ds * np.arange(ns))
     interp = RegularGridInterpolator(axes, grid.astype(float))
     clipped = np.stack(
@@ -86,7 +99,16 @@ def test_fan_coordinates_and_depth_match_numpy_projection_and_interpolation():
         ],
         axis=1,
     )
-    np.testing.assert_allclose(d, interp(clipped), rtol=1e-5, atol=1e-4)
+    d_ref = interp(clipped)
+    np.testing.assert_allclose(d[1:], d_ref, rtol=1e-5, atol=1e-4)
+    isq_ref = (sad / s_ref) ** 2
+    np.testing.assert_allclose(isq[1:], isq_ref, rtol=1e-6)
+    blend_ref = np.clip((s_ref / sad - lo) / span, 0.0, 1.0)
+    assert np.any((blend_ref > 0) & (blend_ref < 1))  # the points straddle both distances
+    np.testing.assert_allclose(blend[1:], blend_ref, rtol=1e-6, atol=1e-6)
+    depths = step * np.arange(table.shape[1])
+    w_ref = np.stack([np.interp(d_ref, depths, row) * isq_ref for row in table])
+    np.testing.assert_allclose(w[:, 1:], w_ref, rtol=1e-5, atol=1e-5)
 
 
 def _bilinear_reference(fmap, x0, y0, h, u, v):

@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
-import time
 
 import numpy as np
 import pytest
@@ -22,6 +20,7 @@ from lattice_plan.geometry.grid import Grid
 from lattice_plan.geometry.volume import Volume
 from lattice_plan.phantoms import build_phantom
 from lattice_plan.viz.viewer import ViewerPlan, viewer_payload, write_viewer_page
+from lattice_plan.viz.viewer.browser import offline_chromium, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("viewer-browser")]
 
@@ -48,35 +47,10 @@ def case():
 @pytest.fixture(scope="module")
 def page(case, tmp_path_factory):
     """(driver, patient, plans) with the viewer loaded offline and ready."""
-    for exe in ("chromium", "chromedriver"):
-        if shutil.which(exe) is None:
-            pytest.fail(
-                f"{exe} is not installed; run `make chromium` (Debian chromium, chromium-driver)"
-            )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     patient, plans, payload = case
     path = write_viewer_page(tmp_path_factory.mktemp("viewer") / "viewer.html", payload, "test")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--use-angle=swiftshader",  # WebGL (3D panel) on the CPU
-        "--enable-unsafe-swiftshader",
-        "--window-size=1400,1600",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = offline_chromium(browser_log=True)
     try:
-        driver.execute_cdp_cmd("Network.enable", {})
-        driver.execute_cdp_cmd(
-            "Network.emulateNetworkConditions",
-            {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
-        )
         driver.get(path.resolve().as_uri())
         _wait(driver, "window.viewerPlotsReady === true || !!window.viewerError", 60)
         yield driver, patient, plans
@@ -85,11 +59,10 @@ def page(case, tmp_path_factory):
 
 
 def _wait(driver, condition: str, timeout_s: float) -> None:
-    end = time.monotonic() + timeout_s
-    while not driver.execute_script(f"return {condition};"):
-        if time.monotonic() > end:
-            pytest.fail(f"the page did not reach `{condition}` in {timeout_s} s")
-        time.sleep(0.05)
+    try:
+        wait_for(driver, condition, timeout_s)
+    except TimeoutError as exc:
+        pytest.fail(str(exc))
 
 
 def _pixels(driver, view: str) -> np.ndarray:

@@ -23,12 +23,12 @@ from lattice_plan.io.dicom_common import (
     require_modality,
 )
 from lattice_plan.io.rtstruct.rois import (
-    _PLANE_TOL_MM,
-    _SPAN_TOL,
     END_CAPS,
+    PLANE_TOL_MM,
+    SPAN_TOL,
     RoiInfo,
-    _contour_values,
     contour_points,
+    contour_values,
     referenced_image_uids,
     roi_table,
     rtstruct_frame_of_reference_uid,
@@ -43,7 +43,7 @@ def _plane_pitch_mm(ds: Dataset, normal: NDArray[np.float64]) -> float | None:
     planes = set()
     for rc in ds.get("ROIContourSequence", []):
         for c in rc.get("ContourSequence", []) or []:
-            data = _contour_values(c)
+            data = contour_values(c)
             if len(data) >= 3:
                 planes.add(round(float(np.dot(data[:3], normal)), 2))
     if len(planes) < 2:
@@ -112,7 +112,7 @@ def _roi_mask(
     for c in contours:
         ijk = grid.continuous_ijk(contour_points(c, name))
         k_span = float(ijk[:, 2].max() - ijk[:, 2].min()) * dk
-        if k_span > _PLANE_TOL_MM:
+        if k_span > PLANE_TOL_MM:
             raise DicomError(
                 f"ROI {name!r}: a contour spans {k_span:.2f} mm across the grid's slices; its "
                 "plane is not parallel to the grid slices (non-axial contours or an oblique "
@@ -122,12 +122,12 @@ def _roi_mask(
     mask = np.zeros(grid.shape, dtype=bool)
     if not polygons:
         return mask, None
-    # Contours within _PLANE_TOL_MM of each other share a plane (z written with rounding noise).
+    # Contours within PLANE_TOL_MM of each other share a plane (z written with rounding noise).
     polygons.sort(key=lambda item: item[0])
     plane_k: list[float] = []
     plane_polys: list[list[NDArray[np.float64]]] = []
     for k_c, poly in polygons:
-        if plane_k and (k_c - plane_k[-1]) * dk <= _PLANE_TOL_MM:
+        if plane_k and (k_c - plane_k[-1]) * dk <= PLANE_TOL_MM:
             plane_polys[-1].append(poly)
         else:
             plane_k.append(k_c)
@@ -145,7 +145,7 @@ def _roi_mask(
         # Overlap of each plane's slab with slice k, in voxel units about the slice centre.
         lo = np.maximum(slabs[:, 0] - k, -0.5)
         hi = np.minimum(slabs[:, 1] - k, 0.5)
-        overlapping = np.flatnonzero(hi - lo > _SPAN_TOL)
+        overlapping = np.flatnonzero(hi - lo > SPAN_TOL)
         if len(overlapping) == 0:
             continue
         n = overlapping[np.argmin(np.abs(planes[overlapping] - k))]
@@ -156,8 +156,8 @@ def _roi_mask(
         total = float(length.sum())
         centre = float(length @ (0.5 * (lo[overlapping] + hi[overlapping]))) / total
         span[k] = centre - 0.5 * total, centre + 0.5 * total
-    span[span[:, 0] < -0.5 + _SPAN_TOL, 0] = -0.5
-    span[span[:, 1] > 0.5 - _SPAN_TOL, 1] = 0.5
+    span[span[:, 0] < -0.5 + SPAN_TOL, 0] = -0.5
+    span[span[:, 1] > 0.5 - SPAN_TOL, 1] = 0.5
     filled = mask.any(axis=(1, 2))
     return mask, (None if np.all(span[filled] == (-0.5, 0.5)) else span)
 

@@ -19,9 +19,9 @@ from lattice_plan.io.dicom_common import (
 
 STUDY_COMPONENT_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"
 KIND_TAG = "lattice_plan kind "
-_CONTOUR_DATA_TAG = 0x30060050
-_PLANE_TOL_MM = 0.05  # points of one contour, and contours of one plane, agree in z within this
-_SPAN_TOL = 1e-3  # slab overlaps within this fraction of a slice of 0 or 1 count as 0 or 1
+CONTOUR_DATA_TAG = 0x30060050
+PLANE_TOL_MM = 0.05  # points of one contour, and contours of one plane, agree in z within this
+SPAN_TOL = 1e-3  # slab overlaps within this fraction of a slice of 0 or 1 count as 0 or 1
 END_CAPS = ("half-slice", "none")
 
 # StructureKind -> DICOM RT ROI Interpreted Type (defined terms, PS3.3 C.8.8.8).
@@ -96,7 +96,7 @@ def roi_table(ds: Dataset) -> list[tuple[RoiInfo, list[Dataset]]]:
             c
             for c in items
             if str(c.get("ContourGeometricType", "")) in _CLOSED_TYPES
-            and _contour_values(c).size >= 9
+            and contour_values(c).size >= 9
         ]
         color = None
         if rc is not None and rc.get("ROIDisplayColor") is not None:
@@ -169,7 +169,7 @@ def referenced_image_uids(ds: Dataset) -> set[str]:
     return uids
 
 
-def _contour_values(c: Dataset) -> NDArray[np.float64]:
+def contour_values(c: Dataset) -> NDArray[np.float64]:
     """Contour Data as floats, parsed from the raw bytes when pydicom has not converted them.
 
     pydicom's per-value DS objects cost ~10 ms per contour; a real structure set
@@ -191,7 +191,7 @@ def _contour_values(c: Dataset) -> NDArray[np.float64]:
 
 def contour_points(c: Dataset, name: str) -> NDArray[np.float64]:
     """The (n, 3) LPS points (mm) of one contour item; ``name`` names its ROI in errors."""
-    data = _contour_values(c)
+    data = contour_values(c)
     n_points = c.get("NumberOfContourPoints")
     if data.size % 3 or (n_points is not None and int(n_points) * 3 != data.size):
         raise DicomError(

@@ -31,7 +31,7 @@ from lattice_plan.io.dicom_common import (
     write_dataset,
 )
 from lattice_plan.io.rtstruct.rois import (
-    _CONTOUR_DATA_TAG,
+    CONTOUR_DATA_TAG,
     INTERPRETED_TYPE_OF_KIND,
     KIND_TAG,
     STUDY_COMPONENT_MANAGEMENT,
@@ -80,7 +80,7 @@ def _contour_data_element(points_lps_mm: NDArray[np.float64]) -> RawDataElement:
     if len(text) % 2:
         text += " "  # DICOM values have even length; DS pads with a space
     return RawDataElement(
-        BaseTag(_CONTOUR_DATA_TAG), "DS", len(text), text.encode("ascii"), 0, False, True
+        BaseTag(CONTOUR_DATA_TAG), "DS", len(text), text.encode("ascii"), 0, False, True
     )
 
 
@@ -106,7 +106,7 @@ def _roi_items(
             item.ContourGeometricType = "CLOSED_PLANAR"
             item.NumberOfContourPoints = len(poly)
             item.ContourNumber = len(contours) + 1
-            item[_CONTOUR_DATA_TAG] = _contour_data_element(grid.points_lps_mm(ijk))
+            item[CONTOUR_DATA_TAG] = _contour_data_element(grid.points_lps_mm(ijk))
             # Declare the item already explicit VR little endian, so pydicom writes the encoded
             # Contour Data as it is instead of decoding and re-encoding every value.
             item.set_original_encoding(False, True, default_encoding)

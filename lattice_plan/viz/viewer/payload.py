@@ -26,7 +26,7 @@ from lattice_plan.dose.beam import Beam
 from lattice_plan.errors import AnalysisError, VisualizationError
 from lattice_plan.geometry.grid import Grid
 from lattice_plan.geometry.iec import source_position_lps_mm
-from lattice_plan.geometry.structure import Structure, StructureKind, structure_on_grid
+from lattice_plan.geometry.structure import DVH_KINDS, Structure, StructureKind, structure_on_grid
 from lattice_plan.geometry.volume import Volume
 from lattice_plan.viz.viewer.meshes import plan_meshes, structure_meshes
 from lattice_plan.viz.viewer.packing import pack_bytes
@@ -35,18 +35,6 @@ from lattice_plan.viz.viewer.packing import pack_bytes
 MAX_CT_VOXELS = 8_000_000
 #: Points kept per DVH curve (the page draws and hovers these).
 MAX_DVH_POINTS = 400
-#: Structures whose DVHs the viewer shows (the body, rings and avoidance shells are left out).
-DVH_KINDS = frozenset(
-    {
-        StructureKind.GTV,
-        StructureKind.CTV,
-        StructureKind.PTV,
-        StructureKind.OAR,
-        StructureKind.VERTEX,
-        StructureKind.CORE,
-        StructureKind.VALLEY,
-    }
-)
 
 
 @dataclass(frozen=True)
