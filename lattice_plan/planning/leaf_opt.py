@@ -113,11 +113,9 @@ def _open_fraction(
     p = sec.pairs
 
     def at(arr: NDArray) -> NDArray:  # (n_int, nt, ...) linear between control points j, j+1
-        a0, a1 = arr[j], arr[j + 1]
-        shape = (len(j), 1) + (1,) * (a0.ndim - 1)
-        return a0[:, None] * (1 - t.reshape(1, -1, *shape[2:])) + a1[:, None] * t.reshape(
-            1, -1, *shape[2:]
-        )
+        a0, a1 = arr[j][:, None], arr[j + 1][:, None]
+        tt = t.reshape((1, -1) + (1,) * (a0.ndim - 2))
+        return a0 * (1 - tt) + a1 * tt
 
     X1 = at(x1[:, p])[..., None]  # (n_int, nt, P, 1)
     X2 = at(x2[:, p])[..., None]
