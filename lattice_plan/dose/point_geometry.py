@@ -7,6 +7,9 @@ along the rays, :mod:`lattice_plan.kernels.raytrace`, O(points)) and the
 depth functions of the beam model at that depth times the inverse square
 (SAD / s)^2. :class:`DensityTracer` holds the density of one CT and computes
 this :class:`PointGeometry`; the dose engine caches it per beam geometry.
+The rays are traced in the beam's frame without the collimator rotation,
+which only rotates (u, v): beams that differ only in collimator angle share
+everything else (:meth:`DensityTracer.rotated`).
 """
 
 from __future__ import annotations
