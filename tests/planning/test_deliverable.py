@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from lattice_plan.analysis.delivery import ideal_vs_deliverable
+from lattice_plan.dose.beam import Beam, FluenceMap, Jaws
 from lattice_plan.dose.delivery import control_point_dose
 from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.dose.machine import default_machine
 from lattice_plan.errors import PlanningError, SpecError
-from lattice_plan.planning.deliverable import DeliverySpec, make_deliverable
+from lattice_plan.planning.deliverable import DeliverySpec, make_deliverable, sequence_beams
 from lattice_plan.planning.sfrt import build_sfrt_plan
 from lattice_plan.planning.spec import parse_spec
 
@@ -67,3 +70,26 @@ def test_delivery_spec_is_read_and_checked():
         parse_spec({"plan": {"arm": "CRT"}, "delivery": {"method": "ideal"}})
     with pytest.raises(PlanningError, match="levels must be a positive integer"):
         DeliverySpec("step_and_shoot", levels=0)
+    area = {"method": "step_and_shoot", "levels": 2, "min_segment_area_mm2": 75.0}
+    assert (
+        parse_spec({"plan": {"arm": "SFRT"}, "delivery": area}).delivery.min_segment_area_mm2 == 75
+    )
+    with pytest.raises(SpecError, match=r"min_segment_area_mm2"):
+        parse_spec({"plan": {"arm": "SFRT"}, "delivery": {**area, "min_segment_area_mm2": -1.0}})
+
+
+def test_sequence_beams_passes_the_minimum_segment_area_and_reports_dropped_mu():
+    # The beam of tests/planning/test_sequencing.py's minimum-area case: 2 units of 50 MU, of
+    # 100 and 50 mm2; a 75 mm2 minimum drops the second (50 MU reported), 0 keeps both.
+    jaws = Jaws.symmetric(10.0, 10.0)
+    fmap = FluenceMap.covering(jaws, 5.0, np.array([[0.5, 1.0], [0.5, 1.0]]))
+    beam = Beam("b", 0.0, (0.0, 0.0, 0.0), jaws, mu=100.0, fluence=fmap)
+    plan = SimpleNamespace(name="p", beams=(beam, beam.with_mu(0.0)))
+    machine = default_machine()
+    for area, n_segments, dropped in ((0.0, 2, 0.0), (75.0, 1, 50.0)):
+        spec = DeliverySpec("step_and_shoot", levels=2, min_segment_area_mm2=area)
+        cps, reports = sequence_beams(plan, machine, spec)
+        assert len(cps) == len(reports) == 1  # the beam without MU is not sequenced
+        assert reports[0].n_segments == n_segments
+        assert reports[0].dropped_mu == pytest.approx(dropped)
+        assert cps[0].mu == pytest.approx(100.0 - dropped)
