@@ -266,6 +266,26 @@ def test_unknown_machine_is_read_with_its_machine_file(plan_file, tmp_path):
         read_rtplan_delivery(path, default_machine("mlc-80"))
 
 
+def test_rtplan_leaf_boundaries_win_over_the_machine_file(plan_file):
+    # DESIGN.md / issue 16 item 1: the machine file adds delivery values; the RTPLAN's
+    # LeafPositionBoundaries (60 pairs, 5/10 mm) replace the file's MLC (mlc-80: 80 x 5 mm).
+    ds = pydicom.dcmread(plan_file)
+    mlc = next(
+        d
+        for d in ds.BeamSequence[0].BeamLimitingDeviceSequence
+        if d.RTBeamLimitingDeviceType == "MLCX"
+    )
+    given = default_machine("mlc-80")
+    delivery = read_rtplan_delivery(plan_file, given)
+    for beam, m in zip(delivery.beams, delivery.machines, strict=True):
+        np.testing.assert_allclose(
+            m.mlc.leaf_edges_mm, [float(v) for v in mlc.LeafPositionBoundaries]
+        )
+        np.testing.assert_allclose(beam.leaf_edges_mm, m.mlc.leaf_edges_mm)
+        assert m.mlc.n_pairs == 60 and given.mlc.n_pairs == 80
+        assert (m.name, m.leaf_transmission) == (given.name, given.leaf_transmission)
+
+
 def test_breast_boost_copy_with_a_wedge_is_refused(tmp_path):
     src = tmp_path / "rtplan.dcm"
     shutil.copy(reference_path("dicom", "breast-boost-plan", "rtplan.dcm"), src)
