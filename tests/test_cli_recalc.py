@@ -30,6 +30,7 @@ from tests.io.test_rtplan_conventions import (
     _cross,
     _edit,
     _electron,
+    _ion_plan,
     _leaf_count,
     _missing_mlc,
     _non_monotonic,
@@ -141,10 +142,19 @@ def test_frame_of_reference_mismatch_is_refused(case, tmp_path, capsys):
         (_cross, ("beam 1 'SW', control point 1", "leaf pair 30 crosses")),
         (_missing_mlc, ("beam 1 'SW', control point 0", "MLCX but no leaf positions")),
         (_electron, ("beam 2 'SNS'", "radiation type ELECTRON")),
+        (_ion_plan, ("beam 1 'SW'", "radiation type PROTON (an RT Ion Plan)")),
         (_leaf_count, ("beam 1 'SW'", "MLCX declares 40 leaf pairs")),
         (_unknown_machine, ("beam 1 'SW'", "'Versa_7' is not a shipped machine")),
     ],
-    ids=["non-monotonic", "crossing", "missing-mlc", "electron", "leaf-count", "machine"],
+    ids=[
+        "non-monotonic",
+        "crossing",
+        "missing-mlc",
+        "electron",
+        "protons",
+        "leaf-count",
+        "machine",
+    ],
 )
 def test_bad_rtplan_is_refused_with_one_line_and_nothing_written(
     case, tmp_path, capsys, change, needles

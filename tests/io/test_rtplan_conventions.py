@@ -191,6 +191,19 @@ def _electron(ds):
     ds.BeamSequence[1].RadiationType = "ELECTRON"
 
 
+def _proton(ds):
+    ds.BeamSequence[1].RadiationType = "PROTON"
+
+
+def _ion_plan(ds):
+    # an RT Ion Plan (protons): its beams are in IonBeamSequence, there is no BeamSequence
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.481.8"
+    ds.IonBeamSequence = ds.BeamSequence
+    del ds.BeamSequence
+    for item in ds.IonBeamSequence:
+        item.RadiationType = "PROTON"
+
+
 def _leaf_count(ds):
     mlc = next(
         d
@@ -228,6 +241,8 @@ def _unknown_machine(ds):
         ),
         (_wedge, r"beam 2 'SNS': 1 wedge\(s\)"),
         (_electron, r"beam 2 'SNS': radiation type ELECTRON; only photon beams"),
+        (_proton, r"beam 2 'SNS': radiation type PROTON; only photon beams"),
+        (_ion_plan, r"beam 1 'SW': radiation type PROTON \(an RT Ion Plan\); only photon beams"),
         (_leaf_count, r"beam 1 'SW': MLCX declares 40 leaf pairs but 61 leaf position boundaries"),
         (
             _positions_count,
@@ -245,6 +260,8 @@ def _unknown_machine(ds):
         "missing-mlc",
         "wedge",
         "electron",
+        "proton",
+        "ion-plan",
         "leaf-count",
         "positions",
         "machine",
