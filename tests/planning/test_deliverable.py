@@ -93,3 +93,27 @@ def test_sequence_beams_passes_the_minimum_segment_area_and_reports_dropped_mu()
         assert reports[0].n_segments == n_segments
         assert reports[0].dropped_mu == pytest.approx(dropped)
         assert cps[0].mu == pytest.approx(100.0 - dropped)
+
+
+@pytest.fixture(scope="module")
+def demo_ideal(phantom):
+    """The full demo's SFRT plan (2.5 mm phantom and dose grid, 100 iterations), not sequenced."""
+    from lattice_plan.demo import DEMO_SETTINGS
+    from lattice_plan.workflow import plan_case
+
+    overrides = {**DEMO_SETTINGS.overrides, "delivery.method": "ideal"}
+    return plan_case(phantom, "SFRT", overrides=overrides)
+
+
+@pytest.mark.slow
+def test_demo_sfrt_deliverable_keeps_90_percent_of_the_ideal_pvdr(phantom, demo_ideal):
+    # Issue 16, item 4: on the demo phantom the sliding-window SFRT plan keeps at least 90 % of
+    # the ideal PVDR (mean vertex / mean valley). Measured (README "Delivery"; ideal PVDR 4.11):
+    # sliding window 94.6 %, step-and-shoot 10 / 5 levels 95.9 / 97.6 %; step-and-shoot is held
+    # to the same floor. The loss is leaf transmission over the beam-on time: below 1.
+    engine = DoseEngine(phantom.ct, phantom.structures.external(), dose_spacing_mm=2.5)
+    for spec in (DeliverySpec("sliding_window"), DeliverySpec("step_and_shoot", levels=10)):
+        plan = make_deliverable(demo_ideal, engine, spec)
+        kept = ideal_vs_deliverable(plan)["kept"]["pvdr_mean"]
+        assert 0.90 <= kept < 1.0, (spec.method, kept)
+        assert plan.achieved_prescription_gy() == pytest.approx(plan.prescription.total_dose_gy)
