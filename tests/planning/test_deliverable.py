@@ -30,9 +30,14 @@ def ideal(phantom, engine):
     return build_sfrt_plan(phantom, engine=engine, delivery=DeliverySpec("ideal"), **KW)
 
 
+@pytest.fixture(scope="module")
+def sliding(ideal, engine):
+    return make_deliverable(ideal, engine, DeliverySpec())
+
+
 @pytest.mark.slow
-def test_sliding_window_plan_dose_is_the_dose_of_its_control_points(ideal, engine):
-    plan = make_deliverable(ideal, engine, DeliverySpec())
+def test_sliding_window_plan_dose_is_the_dose_of_its_control_points(ideal, sliding, engine):
+    plan = sliding
     assert len(plan.delivery_beams) == 5
     assert all(b.technique == "sliding_window" for b in plan.delivery_beams)
     # the plan's dose is its control points' dose for its (renormalised) MU, for the course
@@ -48,6 +53,31 @@ def test_sliding_window_plan_dose_is_the_dose_of_its_control_points(ideal, engin
     # Transmission through the leaves over the whole beam-on time raises the valley: the
     # demo phantom keeps 93 % of the ideal PVDR (2.5 mm, 100 iterations; 90 % at 5 mm, 12).
     assert 0.8 < cmp["kept"]["pvdr_mean"] < 1.0
+
+
+@pytest.mark.slow
+def test_metrics_and_report_rows_show_the_ideal_beside_the_deliverable(phantom, ideal, sliding):
+    # Issue 16, item 4: PVDR, vertex Dmean, valley D50, GTV D98, OAR maxima and total MU, ideal
+    # vs deliverable, in metrics.json and in the report's plan rows.
+    from lattice_plan.workflow import evaluate_plans
+
+    metrics = evaluate_plans(phantom, [sliding], protocol=None)
+    s = metrics["plans"][sliding.name]
+    assert s["total_mu_ideal"] == pytest.approx(ideal.total_mu)
+    # sliding window: each beam needs at least its map's largest MU (sum of rises >= max)
+    assert s["total_mu_per_fraction"] == pytest.approx(sliding.total_mu)
+    assert sliding.total_mu > ideal.total_mu
+    cmp = ideal_vs_deliverable(sliding)
+    oars = [k for k in cmp["ideal"] if k.endswith("_dmax_gy")]
+    assert "CaudaEquina_dmax_gy" in oars
+    for k in oars:
+        text = f"{k[: -len('_dmax_gy')]} {cmp['ideal'][k]:.2f} -> {cmp['deliverable'][k]:.2f}"
+        assert text in s["oar_dmax_ideal_deliverable"]
+    for key in ("pvdr_mean", "vertex_dmean_gy", "valley_d50_gy", "gtv_d98_gy"):
+        assert s[f"{key}_ideal"] == pytest.approx(cmp["ideal"][key])
+    rows = metrics["comparison"]["plan"]
+    assert rows["total MU per fraction: ideal fluence maps"][sliding.name] == s["total_mu_ideal"]
+    assert "OAR Dmax (Gy): ideal fluence -> deliverable" in rows
 
 
 @pytest.mark.slow
