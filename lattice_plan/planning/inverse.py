@@ -10,7 +10,9 @@ objectives, :func:`build_optimised_plan`
    beam's-eye-view projection (:mod:`lattice_plan.planning.beams`);
 3. optimises the beamlet weights over the voxels of the objectives' structures
    only (:mod:`lattice_plan.planning.optimizer`), with the engine's fluence
-   operator and its adjoint on those voxels, until the dose has settled
+   operator and its adjoint on those voxels (a ceiling objective only where
+   the dose is near its ceiling, :mod:`lattice_plan.planning.active_set`),
+   until the dose has settled
    (:class:`~lattice_plan.planning.optimizer.OptimizerOptions`); the
    objectives are in Gy for the whole course;
 4. turns the weights into beams with MU per fraction and a fluence map,
@@ -307,6 +309,9 @@ def build_optimised_plan(
         smoothness=smoothness,
         max_iterations=max_iterations,
         progress=progress,
+        operator_on_rows=lambda rows: op.on_voxels(
+            subset[rows], single_precision=options.single_precision
+        ),
         **options.stop_kwargs(),
     )
 

@@ -118,6 +118,11 @@ class Objective(ABC):
         """A dose that the objective asks every voxel (or a mean of them) to stay under, if any."""
         return None
 
+    @property
+    def voxel_ceiling_gy(self) -> float | NDArray[np.float64] | None:
+        """The per-voxel maximum of a separable ceiling (a voxel below it adds nothing), else None."""
+        return None
+
     def prepare(self, context: VoxelContext) -> Objective:
         """The objective ready to evaluate on the voxels of ``context`` (most need nothing)."""
         return self
@@ -166,6 +171,10 @@ class _VoxelQuadratic(Objective):
     @property
     def upper_bound_gy(self) -> float | None:
         return self.dose_gy if self.sense in ("max", "target") else None
+
+    @property
+    def voxel_ceiling_gy(self) -> float | None:
+        return self.dose_gy if self.sense == "max" else None
 
     def describe(self) -> str:
         return f"{type(self).__name__} {self.structure} {self.symbol} {self.dose_gy:g} Gy (w {self.weight:g})"
@@ -442,6 +451,10 @@ class _PerVoxelMax(Objective):
             )
         dev = np.maximum(d - self.levels, 0.0)
         return float(np.dot(dev, dev) / d.size), (2.0 / d.size) * dev
+
+    @property
+    def voxel_ceiling_gy(self) -> NDArray[np.float64]:
+        return self.levels
 
     def describe(self) -> str:
         return self.source

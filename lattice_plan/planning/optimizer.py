@@ -1,245 +1,79 @@
 """Fluence optimisation: non-negative beamlet weights minimising weighted dose objectives.
 
-The problem, for beamlet weights x >= 0 (all beams' fluence maps, concatenated
-beam by beam, each map row-major [ny, nx])::
-
-    F(x) = sum_t w_t f_t(A_t x) / s^2  +  lambda * S(x)
-
-``A`` is a dose operator on a voxel subset (the voxels of the structures that
-have objectives), ``A_t`` its rows of term t, ``f_t`` the objective's penalty
-(Gy^2, see :mod:`lattice_plan.planning.objectives`), ``s`` a dose scale
-(the prescription, so F is dimensionless), and ``S`` the smoothness penalty:
-the mean squared difference of neighbouring beamlets (along both map axes)
-relative to the mean initial weight squared, so that ``lambda`` is
-dimensionless too. The gradient uses the operator's adjoint,
-``grad = sum_t w_t A_t^T f_t'(A_t x) / s^2 + lambda * S'(x)``, so no dense
-dose-influence matrix is needed; :class:`MatrixOperator` wraps an explicit
-matrix for small problems and tests.
-
-scipy's L-BFGS-B handles the bounds. Its line search enforces a sufficient
-decrease (Armijo), so the objective after each iteration is below the one
-before; the optimiser records that history. Everything is deterministic for a
+The problem F(x) (weighted objectives plus a smoothness penalty) and the dose
+operators are in :mod:`lattice_plan.planning.fluence_problem`; the stopping
+rules and the plan builders' options in :mod:`lattice_plan.planning.stopping`;
+the active set (the objective voxels evaluated every iteration) in
+:mod:`lattice_plan.planning.active_set`. This module runs scipy's L-BFGS-B on
+them. Its line search enforces a sufficient decrease (Armijo), so the
+objective after each iteration is below the one before (within one active
+set); the optimiser records that history. Everything is deterministic for a
 deterministic operator: same inputs, same weights bit for bit.
 
-Stopping in dose terms (``dose_tol`` > 0): the plan has settled when no voxel
-of the objectives moved by more than ``dose_tol`` times the dose scale over the
-last ``dose_window`` iterations. The objective itself keeps falling slowly long
-after that (by fractions of a percent per iteration) while the doses a planner
-reads hardly change; the plan builders use this rule.
+The variables L-BFGS-B sees are y_j = x_j p_j / x_ref: x_ref, the mean
+initial weight, makes them of order one (the projected-gradient test and the
+first step are then independent of the MU scale of the beams), and p_j, the
+square root of beamlet j's share of the objectives' curvature (the adjoint of
+the objective weights per voxel, relative to its median over the beamlets),
+evens out the curvature between beamlets that reach many weighted voxels and
+those that reach few, so that fewer iterations reach the same plan.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import optimize, sparse
+from scipy import optimize
+from threadpoolctl import threadpool_limits
 
 from lattice_plan.errors import PlanningError
-from lattice_plan.geometry.grid import Grid
+from lattice_plan.planning.active_set import ActiveProblem
+from lattice_plan.planning.fluence_problem import (
+    DoseOperator,
+    FluenceObjective,
+    MatrixOperator,
+    ObjectiveTerm,
+    objective_terms,
+)
 from lattice_plan.planning.layout import FluenceLayout
-from lattice_plan.planning.objectives import Objective, VoxelContext, check_objectives
+from lattice_plan.planning.stopping import (
+    DEFAULT_DOSE_WINDOW,
+    DEFAULT_FTOL,
+    DEFAULT_GTOL,
+    DEFAULT_STALL_TOL,
+    DoseSettled,
+    OptimizerOptions,
+    check_stop_arguments,
+    lbfgsb_stop_reason,
+    stalled,
+    stop_message,
+)
+
+__all__ = [
+    "DEFAULT_SMOOTHNESS",
+    "DoseOperator",
+    "FluenceLayout",
+    "FluenceObjective",
+    "MatrixOperator",
+    "ObjectiveTerm",
+    "OptimizationResult",
+    "OptimizerOptions",
+    "objective_terms",
+    "optimize_fluence",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SMOOTHNESS = 0.02
-DEFAULT_FTOL = 1e-7
-DEFAULT_GTOL = 1e-6
-DEFAULT_STALL_TOL = 2e-3
-STALL_WINDOW = 5
-DEFAULT_DOSE_WINDOW = 5
-
-
-@runtime_checkable
-class DoseOperator(Protocol):
-    """Linear map from beamlet weights (n_beamlets,) to dose (Gy) at voxels (n_voxels,)."""
-
-    @property
-    def n_beamlets(self) -> int: ...
-
-    @property
-    def n_voxels(self) -> int: ...
-
-    def forward(self, x: NDArray[np.float64]) -> NDArray[np.float64]: ...
-
-    def adjoint(self, g: NDArray[np.float64]) -> NDArray[np.float64]: ...
-
-
-@dataclass(frozen=True, eq=False)
-class MatrixOperator:
-    """An explicit dose-influence matrix (n_voxels, n_beamlets), dense or scipy sparse."""
-
-    matrix: NDArray[np.float64] | sparse.sparray | sparse.spmatrix
-
-    def __post_init__(self) -> None:
-        m = self.matrix
-        if m.ndim != 2 or min(m.shape) < 1:
-            raise PlanningError(
-                f"the dose-influence matrix must be 2D (voxels, beamlets), got shape {m.shape}"
-            )
-        if not sparse.issparse(m):
-            m = np.array(m, dtype=float)
-            m.setflags(write=False)
-            object.__setattr__(self, "matrix", m)
-
-    @property
-    def n_voxels(self) -> int:
-        return int(self.matrix.shape[0])
-
-    @property
-    def n_beamlets(self) -> int:
-        return int(self.matrix.shape[1])
-
-    def forward(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
-        return np.asarray(self.matrix @ x, dtype=float)
-
-    def adjoint(self, g: NDArray[np.float64]) -> NDArray[np.float64]:
-        return np.asarray(self.matrix.T @ g, dtype=float)
-
-
-@dataclass(frozen=True, eq=False)
-class ObjectiveTerm:
-    """One objective, prepared, and the positions of its voxels in the operator's output."""
-
-    objective: Objective
-    voxels: NDArray[np.int64]
-
-    def __post_init__(self) -> None:
-        v = np.asarray(self.voxels, dtype=np.int64)
-        if v.ndim != 1 or v.size == 0:
-            raise PlanningError(
-                f"objective '{self.objective.describe()}' has no voxels to act on; is "
-                f"{self.objective.structure!r} empty on the dose grid?"
-            )
-        v.setflags(write=False)
-        object.__setattr__(self, "voxels", v)
-
-
-def _thinned(mask: NDArray[np.bool_], max_voxels: int) -> NDArray[np.bool_]:
-    """``mask`` on the sub-lattice of every s-th voxel along each axis, s the smallest that fits."""
-    n = int(np.count_nonzero(mask))
-    stride = 1
-    while n > max_voxels and stride < 8:
-        stride += 1
-        lattice = np.zeros(mask.shape, dtype=bool)
-        lattice[::stride, ::stride, ::stride] = True
-        thinned = mask & lattice
-        n = int(np.count_nonzero(thinned))
-        if n <= max_voxels:
-            return thinned
-    return mask if stride == 1 else thinned
-
-
-def objective_terms(
-    objectives: Sequence[Objective],
-    masks: Mapping[str, NDArray[np.bool_]],
-    grid: Grid,
-    max_voxels: int | None = None,
-) -> tuple[NDArray[np.int64], list[ObjectiveTerm]]:
-    """The voxel subset of a set of objectives and their terms on it.
-
-    ``masks`` holds a boolean mask [k, j, i] on ``grid`` (the dose grid) for
-    every structure the objectives name (and every fall-off target). Returns the
-    sorted flat indices of the union of the objectives' voxels (the rows the
-    dose operator must evaluate) and one :class:`ObjectiveTerm` per objective,
-    whose ``voxels`` index into that subset.
-
-    ``max_voxels``: a structure with more voxels is sampled on the sub-lattice of
-    every s-th voxel along each axis (s = 2, 3, ...: the smallest that brings
-    it under the cap), so large structures such as the normal tissue cost less
-    per iteration; its objective is then the same average over a regular sample.
-    """
-    check_objectives(objectives)
-    lookup = {name.casefold(): name for name in masks}
-    flat: dict[str, NDArray[np.int64]] = {}
-    named: dict[str, NDArray[np.bool_]] = {}
-    for name, mask in masks.items():
-        if mask.shape != grid.shape:
-            raise PlanningError(
-                f"mask of {name!r} has shape {mask.shape}, the dose grid {grid.shape}"
-            )
-        named[name] = mask
-    for obj in objectives:
-        key = obj.structure.casefold()
-        if key not in lookup:
-            raise PlanningError(
-                f"objective '{obj.describe()}' names {obj.structure!r}, which is not among the "
-                f"structures ({', '.join(masks)})"
-            )
-        name = lookup[key]
-        mask = named[name]
-        if max_voxels is not None:
-            mask = _thinned(mask, int(max_voxels))
-        flat[obj.structure] = np.flatnonzero(mask)
-        named.setdefault(obj.structure, named[name])
-        if flat[obj.structure].size == 0:
-            raise PlanningError(
-                f"objective '{obj.describe()}': structure {obj.structure!r} has no voxels on the "
-                f"dose grid (spacing {grid.spacing_mm} mm); use a finer dose grid or drop it"
-            )
-    union = np.zeros(grid.n_voxels, dtype=bool)
-    for idx in flat.values():
-        union[idx] = True
-    subset = np.flatnonzero(union)
-    context = VoxelContext(grid, named, flat)
-    terms = [
-        ObjectiveTerm(obj.prepare(context), np.searchsorted(subset, flat[obj.structure]))
-        for obj in objectives
-    ]
-    return subset, terms
-
-
-@dataclass(frozen=True)
-class OptimizerOptions:
-    """How the plan builders run the optimiser: when it stops, and in which precision.
-
-    The default stops when the dose has settled: no objective voxel moved by
-    more than ``dose_tol`` (1 %) of the prescription over ``dose_window`` (5)
-    iterations (see :func:`optimize_fluence` for each test), with the
-    operator's fluence maps in single precision
-    (:class:`lattice_plan.dose.engine.VoxelOperator`). :meth:`converged` runs on
-    to L-BFGS-B's own tight tests in double precision, for reference plans.
-    """
-
-    dose_tol: float = 0.01
-    dose_window: int = DEFAULT_DOSE_WINDOW
-    stall_tol: float = 0.0
-    ftol: float = DEFAULT_FTOL
-    gtol: float = DEFAULT_GTOL
-    single_precision: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("dose_tol", "stall_tol", "ftol", "gtol"):
-            v = getattr(self, name)
-            if not (np.isfinite(v) and v >= 0):
-                raise PlanningError(
-                    f"OptimizerOptions.{name} must be a non-negative number, got {v!r}"
-                )
-        if int(self.dose_window) != self.dose_window or self.dose_window < 1:
-            raise PlanningError(
-                f"OptimizerOptions.dose_window must be a positive integer, got {self.dose_window!r}"
-            )
-
-    @classmethod
-    def converged(cls) -> OptimizerOptions:
-        """No early stop (L-BFGS-B's tests at tight tolerances, or the iteration cap), float64."""
-        return cls(dose_tol=0.0, stall_tol=0.0, ftol=1e-13, gtol=1e-9, single_precision=False)
-
-    def stop_kwargs(self) -> dict[str, float]:
-        """The stopping arguments of :func:`optimize_fluence` that these options set."""
-        return {
-            "dose_tol": self.dose_tol,
-            "dose_window": int(self.dose_window),
-            "stall_tol": self.stall_tol,
-            "ftol": self.ftol,
-            "gtol": self.gtol,
-        }
+LBFGS_CORRECTIONS = 40
+ACTIVE_CHECK_EVERY = 10  # iterations between checks of the active set on every voxel
+MAX_RESTARTS = 20
+_PRECONDITION_RANGE = (1e-2, 1e2)  # clip of the curvature share before its square root
 
 
 @dataclass(frozen=True, eq=False)
@@ -295,114 +129,14 @@ class OptimizationResult:
         }
 
 
-def _stop_reason(res: optimize.OptimizeResult, max_iterations: int) -> str:
-    msg = str(res.message).upper()
-    if res.status == 0:
-        return "converged"
-    if res.status == 1:
-        return "iteration limit" if res.nit >= max_iterations else "evaluation limit"
-    if "ABNORMAL" in msg or "LINE SEARCH" in msg:
-        return "line search failed"
-    return "failed"
-
-
-class FluenceObjective:
-    """F(x) and its gradient (call it with x); keeps the last evaluation's weighted terms.
-
-    ``x_ref`` is the fluence scale of the smoothness penalty (a typical beamlet weight).
-    """
-
-    def __init__(
-        self,
-        operator: DoseOperator,
-        terms: Sequence[ObjectiveTerm],
-        layout: FluenceLayout,
-        dose_scale_gy: float,
-        smoothness: float,
-        x_ref: float,
-    ) -> None:
-        self.operator = operator
-        self.terms = list(terms)
-        self.inv_s2 = 1.0 / dose_scale_gy**2
-        self.D = layout.difference_matrix()
-        self.n_pairs = max(self.D.shape[0], 1)
-        self.smooth_coef = smoothness / (self.n_pairs * x_ref**2)
-        self.last_terms: dict[str, float] = {}
-        self.evaluations = 0
-        self._last: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
-
-    def dose_at(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
-        """The dose at the operator's voxels for weights x (the last evaluation's when x is its x)."""
-        if self._last is not None and np.array_equal(self._last[0], x):
-            return self._last[1]
-        return self.operator.forward(x)
-
-    def dose_terms(
-        self, dose: NDArray[np.float64]
-    ) -> tuple[float, NDArray[np.float64], dict[str, float]]:
-        """The weighted objective terms of a dose at the operator's voxels, and their gradient."""
-        g_dose = np.zeros_like(dose)
-        total = 0.0
-        values: dict[str, float] = {}
-        for t in self.terms:
-            v, g = t.objective.evaluate(dose[t.voxels])
-            w = t.objective.weight * self.inv_s2
-            total += w * v
-            values[t.objective.describe()] = w * v
-            g_dose[t.voxels] += w * g  # a term's voxels are distinct
-        return total, g_dose, values
-
-    def __call__(self, x: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-        self.evaluations += 1
-        dose = self.operator.forward(x)
-        self._last = (np.array(x, dtype=float), dose)
-        total, g_dose, values = self.dose_terms(dose)
-        grad = self.operator.adjoint(g_dose)
-        if self.smooth_coef > 0:
-            dx = self.D @ x
-            s = self.smooth_coef * float(dx @ dx)
-            total += s
-            values["smoothness"] = s
-            grad = grad + (2.0 * self.smooth_coef) * (self.D.T @ dx)
-        self.last_terms = values
-        return total, grad
-
-
-def optimize_fluence(
+def _check_inputs(
     operator: DoseOperator,
     terms: Sequence[ObjectiveTerm],
     layout: FluenceLayout,
-    *,
     dose_scale_gy: float,
-    x0: ArrayLike | None = None,
-    active: ArrayLike | None = None,
-    smoothness: float = DEFAULT_SMOOTHNESS,
-    max_iterations: int = 200,
-    ftol: float = DEFAULT_FTOL,
-    gtol: float = DEFAULT_GTOL,
-    stall_tol: float = DEFAULT_STALL_TOL,
-    dose_tol: float = 0.0,
-    dose_window: int = DEFAULT_DOSE_WINDOW,
-    progress: Callable[[int, float], None] | None = None,
-) -> OptimizationResult:
-    """Minimise the weighted objectives plus the smoothness penalty over x >= 0 (L-BFGS-B).
-
-    ``operator`` maps the ``layout.n_beamlets`` weights to the dose at its
-    voxels; ``terms`` index into those voxels; ``dose_scale_gy`` (> 0, e.g.
-    the prescription) makes F dimensionless. ``x0`` defaults to uniform weights
-    over the active beamlets at the scale that minimises F; the smoothness
-    penalty's fluence scale is the mean initial weight.
-    ``active`` (bool per beamlet, default all) marks the beamlets that may carry
-    weight; the others are held at zero.
-    ``progress(iteration, objective)`` is called after each iteration. Stops on
-    convergence (L-BFGS-B's own tests: decrease of F below ``ftol`` relative to
-    max(|F|, 1), or projected gradient with respect to x / x_ref below ``gtol``), when F stalls (it fell by
-    less than ``stall_tol`` relative per iteration, averaged over the last
-    5 iterations; 0 disables this), when the dose has settled (no voxel's dose
-    moved by more than ``dose_tol`` times ``dose_scale_gy`` over the last
-    ``dose_window`` iterations; 0, the default, disables this), or after
-    ``max_iterations``; it says which.
-    """
+    smoothness: float,
+    max_iterations: int,
+) -> None:
     if not isinstance(operator, DoseOperator):
         raise PlanningError(
             f"operator must provide n_beamlets, n_voxels, forward and adjoint; got {type(operator).__name__}"
@@ -422,119 +156,236 @@ def optimize_fluence(
             )
     if not (np.isfinite(dose_scale_gy) and dose_scale_gy > 0):
         raise PlanningError(f"dose_scale_gy must be positive, got {dose_scale_gy!r}")
-    if not (np.isfinite(stall_tol) and stall_tol >= 0):
-        raise PlanningError(f"stall_tol must be a non-negative number, got {stall_tol!r}")
-    if not (np.isfinite(dose_tol) and dose_tol >= 0):
-        raise PlanningError(f"dose_tol must be a non-negative fraction, got {dose_tol!r}")
-    if int(dose_window) != dose_window or dose_window < 1:
-        raise PlanningError(f"dose_window must be a positive integer, got {dose_window!r}")
     if not (np.isfinite(smoothness) and smoothness >= 0):
         raise PlanningError(f"smoothness must be a non-negative number, got {smoothness!r}")
     if int(max_iterations) != max_iterations or max_iterations < 1:
         raise PlanningError(f"max_iterations must be a positive integer, got {max_iterations!r}")
 
-    n = layout.n_beamlets
-    if active is None:
-        free = np.ones(n, dtype=bool)
-    else:
-        free = np.asarray(active, dtype=bool)
-        if free.shape != (n,) or not free.any():
-            raise PlanningError(
-                f"active must mark at least one of the {n} beamlets (bool array of shape ({n},))"
+
+def _uniform_start(
+    operator: DoseOperator,
+    terms: Sequence[ObjectiveTerm],
+    layout: FluenceLayout,
+    free: NDArray[np.bool_],
+    dose_scale_gy: float,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Uniform weights over the free beamlets at the best of 40 scales, and their dose.
+
+    The scales are log-spaced around the one that gives a mean dose of
+    ``dose_scale_gy``; the dose is linear in the scale, so one operator call
+    serves them all, and F (convex in the scale for the quadratic objectives)
+    is minimised by a ternary search over the 40 (about 12 evaluations).
+    """
+    ones = free.astype(float)
+    d1 = operator.forward(ones)
+    used = np.zeros(operator.n_voxels, dtype=bool)
+    for t in terms:
+        used[t.voxels] = True
+    mean = float(d1[used].mean())
+    if not mean > 0:
+        raise PlanningError(
+            "the beams deliver no dose to the structures with objectives; check the isocentre "
+            "and the fluence maps"
+        )
+    # F of uniform weights without the smoothness term (zero inside the maps).
+    scan = FluenceObjective(operator, terms, layout, dose_scale_gy, 0.0, 1.0)
+    scales = (dose_scale_gy / mean) * np.geomspace(0.02, 2.0, 40)
+    values: dict[int, float] = {}
+
+    def f(i: int) -> float:
+        if i not in values:
+            values[i] = scan.dose_terms(scales[i] * d1)[0]
+        return values[i]
+
+    lo, hi = 0, len(scales) - 1
+    while hi - lo > 2:
+        m1, m2 = lo + (hi - lo) // 3, hi - (hi - lo) // 3
+        if f(m1) <= f(m2):
+            hi = m2
+        else:
+            lo = m1
+    best = min(range(lo, hi + 1), key=f)
+    return ones * float(scales[best]), scales[best] * d1
+
+
+def _curvature_scales(
+    operator: DoseOperator, terms: Sequence[ObjectiveTerm], free: NDArray[np.bool_]
+) -> NDArray[np.float64]:
+    """p_j: the square root of beamlet j's weighted dose to the objectives' voxels, relative to the median."""
+    g = np.zeros(operator.n_voxels)
+    for t in terms:
+        g[t.voxels] += t.objective.weight / t.voxels.size
+    h = np.asarray(operator.adjoint(g), dtype=float)
+    p = np.ones(h.shape)
+    positive = free & (h > 0)
+    if positive.any():
+        ref = float(np.median(h[positive]))
+        p[free] = np.sqrt(np.clip(h[free] / ref, *_PRECONDITION_RANGE))
+    return p
+
+
+def optimize_fluence(
+    operator: DoseOperator,
+    terms: Sequence[ObjectiveTerm],
+    layout: FluenceLayout,
+    *,
+    dose_scale_gy: float,
+    x0: ArrayLike | None = None,
+    active: ArrayLike | None = None,
+    smoothness: float = DEFAULT_SMOOTHNESS,
+    max_iterations: int = 200,
+    ftol: float = DEFAULT_FTOL,
+    gtol: float = DEFAULT_GTOL,
+    stall_tol: float = DEFAULT_STALL_TOL,
+    dose_tol: float = 0.0,
+    dose_window: int = DEFAULT_DOSE_WINDOW,
+    active_margin: float = 0.0,
+    operator_on_rows: Callable[[NDArray[np.int64]], DoseOperator] | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> OptimizationResult:
+    """Minimise the weighted objectives plus the smoothness penalty over x >= 0 (L-BFGS-B).
+
+    ``operator`` maps the ``layout.n_beamlets`` weights to the dose at its
+    voxels; ``terms`` index into those voxels; ``dose_scale_gy`` (> 0, e.g.
+    the prescription) makes F dimensionless. ``x0`` defaults to uniform weights
+    over the active beamlets at the scale that minimises F; the smoothness
+    penalty's fluence scale is the mean initial weight.
+    ``active`` (bool per beamlet, default all) marks the beamlets that may carry
+    weight; the others are held at zero.
+    ``progress(iteration, objective)`` is called after each iteration. Stops on
+    convergence (L-BFGS-B's own tests: decrease of F below ``ftol`` relative to
+    max(|F|, 1), or projected gradient with respect to the scaled variables below ``gtol``),
+    when F stalls (it fell by less than ``stall_tol`` relative per iteration, averaged over
+    the last 5 iterations; 0 disables this), when the dose has settled (no voxel's dose
+    moved by more than ``dose_tol`` times ``dose_scale_gy`` over the last
+    ``dose_window`` iterations; 0, the default, disables this), or after
+    ``max_iterations``; it says which.
+    ``active_margin`` > 0 (a fraction of ``dose_scale_gy``) evaluates the
+    ceiling objectives only near their ceilings (:mod:`lattice_plan.planning.active_set`);
+    it needs ``operator_on_rows(rows)``, the operator on some of its output
+    voxels (default: the operator's ``rows`` method, if it has one; without
+    either, every voxel is evaluated).
+    """
+    _check_inputs(operator, terms, layout, dose_scale_gy, smoothness, max_iterations)
+    check_stop_arguments(stall_tol, dose_tol, dose_window, active_margin)
+    # Numba does the parallel work; BLAS threads on the small products in the loop only spin.
+    with threadpool_limits(limits=1, user_api="blas"):
+        t_start = time.perf_counter()
+        n = layout.n_beamlets
+        if active is None:
+            free = np.ones(n, dtype=bool)
+        else:
+            free = np.asarray(active, dtype=bool)
+            if free.shape != (n,) or not free.any():
+                raise PlanningError(
+                    f"active must mark at least one of the {n} beamlets (bool array of shape ({n},))"
+                )
+        dose_start: NDArray[np.float64] | None = None
+        if x0 is None:
+            x_start, dose_start = _uniform_start(operator, terms, layout, free, dose_scale_gy)
+        else:
+            x_start = np.array(x0, dtype=float)
+            if x_start.shape != (n,) or not np.all(np.isfinite(x_start)) or np.any(x_start < 0):
+                raise PlanningError(f"x0 must be {n} finite non-negative weights")
+            x_start[~free] = 0.0
+        x_ref = float(x_start[free].mean())
+        if not x_ref > 0:
+            raise PlanningError("x0 must have some positive weight")
+        full = FluenceObjective(operator, terms, layout, dose_scale_gy, smoothness, x_ref)
+        if dose_start is None:
+            f0, dose_full = full.value(x_start)
+        else:
+            f0 = full.dose_terms(dose_start)[0] + full.smoothness_term(x_start)[0]
+            dose_full = dose_start
+        on_rows = operator_on_rows or getattr(operator, "rows", None)
+        margin_gy = active_margin * dose_scale_gy
+        use_active = margin_gy > 0 and on_rows is not None
+        p = _curvature_scales(operator, terms, free) / x_ref  # y = x * p
+        bounds = optimize.Bounds(np.zeros(n), np.where(free, np.inf, 0.0))
+        settle = DoseSettled(dose_tol * dose_scale_gy, int(dose_window))
+        history = [f0]
+        x = x_start
+        problem = ActiveProblem(full, on_rows, margin_gy, dose_full) if use_active else None
+        evaluate = full if problem is None else problem
+        view = full.dose_at if problem is None else problem.dose_view
+        settle.reset(dose_full)
+        iterations, restarts = 0, 0
+        final: float | None = None
+        while True:
+            stopped_by, renewed = "", 0
+
+            def scaled(y: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+                f, g = evaluate(y / p)
+                return f, g / p
+
+            def callback(intermediate_result: optimize.OptimizeResult) -> None:
+                nonlocal stopped_by, iterations, renewed
+                iterations += 1
+                history.append(float(intermediate_result.fun))
+                if progress is not None:
+                    progress(iterations, history[-1])
+                if stalled(history, stall_tol):
+                    stopped_by = "stalled"
+                    raise StopIteration
+                x_now = intermediate_result.x / p
+                if dose_tol > 0 and settle.settled(view(x_now)):
+                    stopped_by = "settled"
+                    raise StopIteration
+                if problem is not None and iterations % ACTIVE_CHECK_EVERY == 0:
+                    renewed += problem.renew(operator.forward(x_now))
+
+            left = int(max_iterations) - iterations
+            res = optimize.minimize(
+                scaled,
+                x * p,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                callback=callback,
+                options={
+                    "maxiter": left,
+                    "maxfun": 20 * left + 20,
+                    # After a restart L-BFGS-B's first step is a short steepest-descent one whose
+                    # small decrease would pass the ftol test: our rules and gtol stop those passes.
+                    "ftol": ftol if restarts == 0 else 0.0,
+                    "gtol": gtol,
+                    "maxcor": LBFGS_CORRECTIONS,
+                },
             )
-    if x0 is None:
-        # Uniform weights over the active beamlets, scaled by the factor (of 40 log-spaced
-        # ones around the scale that gives a mean dose of dose_scale_gy) that minimises F:
-        # the dose is linear in the scale, so this costs one operator call.
-        ones = free.astype(float)
-        d1 = operator.forward(ones)
-        used = np.zeros(operator.n_voxels, dtype=bool)
-        for t in terms:
-            used[t.voxels] = True
-        mean = float(d1[used].mean())
-        if not mean > 0:
-            raise PlanningError(
-                "the beams deliver no dose to the structures with objectives; check the isocentre "
-                "and the fluence maps"
+            x = np.maximum(np.asarray(res.x) / p, 0.0)
+            reason = stopped_by or lbfgsb_stop_reason(res, left)
+            logger.debug(
+                "pass %d: %s after %d iterations, active set renewed %d times, %d voxels",
+                restarts,
+                reason,
+                iterations,
+                renewed,
+                operator.n_voxels if problem is None else problem.active.n_voxels,
             )
-        # F of uniform weights without the smoothness term (zero inside the maps).
-        scan = FluenceObjective(operator, terms, layout, dose_scale_gy, 0.0, 1.0)
-        scales = (dose_scale_gy / mean) * np.geomspace(0.02, 2.0, 40)
-        values = [scan.dose_terms(c * d1)[0] for c in scales]
-        x_start = ones * float(scales[int(np.argmin(values))])
-    else:
-        x_start = np.array(x0, dtype=float)
-        if x_start.shape != (n,) or not np.all(np.isfinite(x_start)) or np.any(x_start < 0):
-            raise PlanningError(f"x0 must be {n} finite non-negative weights")
-        x_start[~free] = 0.0
-    x_ref = float(x_start[free].mean())
-    if not x_ref > 0:
-        raise PlanningError("x0 must have some positive weight")
-    problem = FluenceObjective(operator, terms, layout, dose_scale_gy, smoothness, x_ref)
-    f0, _ = problem(x_start)
-    history = [f0]
+            if problem is None:
+                break
+            final, dose_full = full.value(x)  # the exact F, and the check of the active set
+            if iterations >= max_iterations or restarts >= MAX_RESTARTS:
+                break
+            if problem.renew(dose_full):  # some voxel rose towards its ceiling: go on from x
+                settle.reset(view(x))
+            elif not (renewed and reason in ("converged", "line search failed")):
+                break  # (L-BFGS-B's tests compare F across a renewal: a fresh pass decides)
+            restarts += 1
 
-    stopped_by = ""
-    doses: deque[NDArray[np.float64]] = deque(maxlen=int(dose_window) + 1)
-    if dose_tol > 0:
-        doses.append(problem.dose_at(x_start))
-    dose_step_gy = dose_tol * dose_scale_gy
-
-    def callback(intermediate_result: optimize.OptimizeResult) -> None:
-        nonlocal stopped_by
-        history.append(float(intermediate_result.fun))
-        if progress is not None:
-            progress(len(history) - 1, history[-1])
-        if stall_tol > 0 and len(history) > STALL_WINDOW:
-            drop = history[-1 - STALL_WINDOW] - history[-1]
-            if drop <= stall_tol * STALL_WINDOW * abs(history[-1]):
-                stopped_by = "stalled"
-                raise StopIteration
-        if dose_tol > 0:
-            doses.append(problem.dose_at(x_ref * intermediate_result.x))
-            if len(doses) == doses.maxlen and np.abs(doses[-1] - doses[0]).max() <= dose_step_gy:
-                stopped_by = "settled"
-                raise StopIteration
-
-    def scaled(y: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-        # L-BFGS-B works on y = x / x_ref (weights of order one): its projected-gradient
-        # test and its first step are then independent of the MU scale of the beams.
-        f, g = problem(x_ref * y)
-        return f, x_ref * g
-
-    t0 = time.perf_counter()
-    res = optimize.minimize(
-        scaled,
-        x_start / x_ref,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=optimize.Bounds(np.zeros(n), np.where(free, np.inf, 0.0)),
-        callback=callback,
-        options={
-            "maxiter": int(max_iterations),
-            "maxfun": 20 * int(max_iterations) + 20,
-            "ftol": ftol,
-            "gtol": gtol,
-            "maxcor": 20,
-        },
-    )
-    elapsed = time.perf_counter() - t0
-    x = np.array(res.x * x_ref, dtype=float)
-    x.setflags(write=False)
-    final, _ = problem(x)
-    if len(history) == 1 or history[-1] != final:
-        history.append(final)
-    reason = stopped_by or _stop_reason(res, int(max_iterations))
-    message = {
-        "stalled": f"objective fell by less than {stall_tol:g} per iteration over the last "
-        f"{STALL_WINDOW}",
-        "settled": f"no voxel's dose moved by more than {dose_step_gy:.3g} Gy over the last "
-        f"{int(dose_window)} iterations",
-    }.get(stopped_by, str(res.message))
+        x = np.array(x, dtype=float)
+        x.setflags(write=False)
+        if final is None:
+            final, _ = full.value(x)
+        if len(history) == 1 or history[-1] != final:
+            history.append(final)
+    elapsed = time.perf_counter() - t_start
+    message = stop_message(reason, stall_tol, dose_tol * dose_scale_gy, int(dose_window))
     logger.info(
-        "fluence optimisation: %s after %d iterations (%.2f s), objective %.4g -> %.4g",
+        "fluence optimisation: %s after %d iterations, %d restarts (%.2f s), objective %.4g -> %.4g",
         reason,
-        res.nit,
+        iterations,
+        restarts,
         elapsed,
         history[0],
         final,
@@ -542,10 +393,10 @@ def optimize_fluence(
     return OptimizationResult(
         x=x,
         history=tuple(history),
-        iterations=int(res.nit),
-        evaluations=problem.evaluations,
+        iterations=iterations,
+        evaluations=evaluate.evaluations,
         stop_reason=reason,
-        message=message,
+        message=message or str(res.message),
         time_s=elapsed,
-        term_values=dict(problem.last_terms),
+        term_values=dict(full.last_terms),
     )

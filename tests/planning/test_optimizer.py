@@ -293,7 +293,7 @@ def test_dose_rule_does_not_stop_while_the_plan_still_moves():
 
 
 def test_optimizer_options_are_checked_and_map_to_the_stop_arguments():
-    assert OptimizerOptions().stop_kwargs()["dose_tol"] == 0.01
+    assert OptimizerOptions().stop_kwargs()["dose_tol"] == 0.0075
     conv = OptimizerOptions.converged()
     assert conv.stop_kwargs()["dose_tol"] == 0.0 and not conv.single_precision
     with pytest.raises(PlanningError, match="dose_tol"):
