@@ -187,7 +187,6 @@ def optimize_fluence(
     dose_tol: float = 0.0,
     dose_window: int = DEFAULT_DOSE_WINDOW,
     active_margin: float = 0.0,
-    operator_on_rows: Callable[[NDArray[np.int64]], DoseOperator] | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> OptimizationResult:
     """Minimise the weighted objectives plus the smoothness penalty over x >= 0 (L-BFGS-B).
@@ -209,9 +208,9 @@ def optimize_fluence(
     ``max_iterations``; it says which.
     ``active_margin`` > 0 (a fraction of ``dose_scale_gy``) evaluates the
     ceiling objectives only near their ceilings (:mod:`lattice_plan.planning.active_set`);
-    it needs ``operator_on_rows(rows)``, the operator on some of its output
-    voxels (default: the operator's ``rows`` method, if it has one; without
-    either, every voxel is evaluated).
+    it needs the operator's ``rows(rows)``, the operator on some of its output
+    voxels (:class:`MatrixOperator` and the engine's ``VoxelOperator`` have it;
+    without it every voxel is evaluated).
     """
     _check_inputs(operator, terms, layout, dose_scale_gy, smoothness, max_iterations)
     check_stop_arguments(stall_tol, dose_tol, dose_window, active_margin)
@@ -244,7 +243,7 @@ def optimize_fluence(
         else:
             f0 = full.dose_terms(dose_start)[0] + full.smoothness_term(x_start)[0]
             dose_full = dose_start
-        on_rows = operator_on_rows or getattr(operator, "rows", None)
+        on_rows = getattr(operator, "rows", None)
         margin_gy = active_margin * dose_scale_gy
         use_active = margin_gy > 0 and on_rows is not None
         p = _curvature_scales(operator, terms, free) / x_ref  # y = x * p
