@@ -6,7 +6,8 @@ modulation that changes along each arc, written as an RTPLAN on the built-in
 phantom's CT and recalculated from the files on a 2.5 mm dose grid (arcs
 sampled every 2 degrees). Target (issue 16): <= 60 s, peak memory <= 2 GB.
 Prints JSON; ``recalc_cpu_s`` (process CPU time) shows the cost when other
-work shares the machine.
+work shares the machine; run with ``NUMBA_NUM_THREADS=1`` it is the cost on
+one core (an upper bound of the wall time on a quiet machine).
 """
 
 import json
@@ -15,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from lattice_plan.dose.beam import Jaws
@@ -85,6 +87,7 @@ def main() -> None:
         out["recalc_s"] = round(time.perf_counter() - t0, 2)
         # CPU seconds of this process (all threads): the wall time on a shared machine is longer
         out["recalc_cpu_s"] = round(time.process_time() - c0, 2)
+    out["numba_threads"] = numba.get_num_threads()
     out["n_engine_beams"] = result.n_engine_beams
     out["max_dose_gy"] = round(float(result.dose.array.max()), 3)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

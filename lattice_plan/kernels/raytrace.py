@@ -32,6 +32,18 @@ def _trilinear_kji(vol, ci, cj, ck):
     return trilinear_kji(vol, ck, cj, ci)
 
 
+@jit
+def _inside_range(a, b, top, lo, hi):
+    """Narrow [lo, hi] to the s where 0 <= a + b s <= top."""
+    if b > 0.0:
+        return max(lo, -a / b), min(hi, (top - a) / b)
+    if b < 0.0:
+        return max(lo, (top - a) / b), min(hi, -a / b)
+    if a < 0.0 or a > top:
+        return 1.0, 0.0
+    return lo, hi
+
+
 @jit_parallel
 def radiological_depth_grid(
     density, ijk_from_bld, u0, du, nu, v0, dv, nv, s0, ds, ns, sad, out
@@ -42,29 +54,44 @@ def radiological_depth_grid(
     ijk_from_bld: 3x4 affine from bld mm to continuous (i, j, k) of ``density``.
     Sample n of a ray sits at s = s0 + n * ds; its depth is the density summed
     over the samples before it plus half its own, times the ray's path length
-    per unit s (sqrt(1 + (u^2 + v^2) / sad^2) * ds).
+    per unit s (sqrt(1 + (u^2 + v^2) / sad^2) * ds). Along a ray the sample's
+    (i, j, k) is linear in s; only the samples where the ray crosses the
+    density's box (one sample of margin each side) are interpolated: the others
+    lie outside it and add nothing.
     """
+    nk, nj, ni = density.shape
+    M = ijk_from_bld
     for r in prange(nv * nu):
         iv = r // nu
         iu = r - iv * nu
         u = u0 + iu * du
         v = v0 + iv * dv
         step = ds * math.sqrt(1.0 + (u * u + v * v) / (sad * sad))
+        # (i, j, k) = c + g s along the ray (x = u s / sad, y = v s / sad, z = sad - s)
+        ci0 = M[0, 2] * sad + M[0, 3]
+        cj0 = M[1, 2] * sad + M[1, 3]
+        ck0 = M[2, 2] * sad + M[2, 3]
+        gi = (M[0, 0] * u + M[0, 1] * v) / sad - M[0, 2]
+        gj = (M[1, 0] * u + M[1, 1] * v) / sad - M[1, 2]
+        gk = (M[2, 0] * u + M[2, 1] * v) / sad - M[2, 2]
+        s_lo, s_hi = _inside_range(ci0, gi, ni - 1.0, s0 - ds, s0 + ns * ds)
+        s_lo, s_hi = _inside_range(cj0, gj, nj - 1.0, s_lo, s_hi)
+        s_lo, s_hi = _inside_range(ck0, gk, nk - 1.0, s_lo, s_hi)
+        n_lo = ns
+        n_hi = ns
+        if s_lo <= s_hi:
+            n_lo = min(max(math.floor((s_lo - s0) / ds) - 1, 0), ns)
+            n_hi = min(max(math.ceil((s_hi - s0) / ds) + 2, 0), ns)
+        for n in range(n_lo):
+            out[iv, iu, n] = 0.0
         acc = 0.0
-        for n in range(ns):
+        for n in range(n_lo, n_hi):
             s = s0 + n * ds
-            x = u * s / sad
-            y = v * s / sad
-            z = sad - s
-            ci = ijk_from_bld[0, 0] * x + ijk_from_bld[0, 1] * y + ijk_from_bld[0, 2] * z
-            ci += ijk_from_bld[0, 3]
-            cj = ijk_from_bld[1, 0] * x + ijk_from_bld[1, 1] * y + ijk_from_bld[1, 2] * z
-            cj += ijk_from_bld[1, 3]
-            ck = ijk_from_bld[2, 0] * x + ijk_from_bld[2, 1] * y + ijk_from_bld[2, 2] * z
-            ck += ijk_from_bld[2, 3]
-            rho = _trilinear_kji(density, ci, cj, ck) * step
+            rho = _trilinear_kji(density, ci0 + gi * s, cj0 + gj * s, ck0 + gk * s) * step
             out[iv, iu, n] = acc + 0.5 * rho
             acc += rho
+        for n in range(n_hi, ns):
+            out[iv, iu, n] = acc
 
 
 @jit
