@@ -26,6 +26,16 @@ from lattice_plan.io.rtplan import write_rtplan
 from lattice_plan.io.rtstruct import write_rtstruct
 from lattice_plan.workflow.recalc import body_from_ct
 from tests.conftest import one_error_line as _one_error_line
+from tests.io.test_rtplan_conventions import (
+    _cross,
+    _edit,
+    _electron,
+    _ion_plan,
+    _leaf_count,
+    _missing_mlc,
+    _non_monotonic,
+    _unknown_machine,
+)
 from tests.io.test_rtplan_recalc import N_FRACTIONS, _beams, _cylinder_patient
 
 
@@ -123,3 +133,45 @@ def test_frame_of_reference_mismatch_is_refused(case, tmp_path, capsys):
     code, _ = _run_bad(case, tmp_path, ct=other)
     assert code == 2
     _one_error_line(capsys, "frame of reference", "give the CT the plan was made on")
+
+
+@pytest.mark.parametrize(
+    ("change", "needles"),
+    [
+        (_non_monotonic, ("beam 2 'SNS', control point 2", "cumulative meterset weight 0.3")),
+        (_cross, ("beam 1 'SW', control point 1", "leaf pair 30 crosses")),
+        (_missing_mlc, ("beam 1 'SW', control point 0", "MLCX but no leaf positions")),
+        (_electron, ("beam 2 'SNS'", "radiation type ELECTRON")),
+        (_ion_plan, ("beam 1 'SW'", "radiation type PROTON (an RT Ion Plan)")),
+        (_leaf_count, ("beam 1 'SW'", "MLCX declares 40 leaf pairs")),
+        (_unknown_machine, ("beam 1 'SW'", "'Versa_7' is not a shipped machine")),
+    ],
+    ids=[
+        "non-monotonic",
+        "crossing",
+        "missing-mlc",
+        "electron",
+        "protons",
+        "leaf-count",
+        "machine",
+    ],
+)
+def test_bad_rtplan_is_refused_with_one_line_and_nothing_written(
+    case, tmp_path, capsys, change, needles
+):
+    # the RTPLAN edits of tests/io/test_rtplan_conventions.py, applied to this case's plan
+    bad = _edit(case / "RP.dcm", tmp_path / "bad.dcm", change)
+    code, _ = _run_bad(case, tmp_path, rtplan=bad)
+    assert code == 2
+    _one_error_line(capsys, *needles)
+
+
+def test_unknown_machine_file_is_refused_and_nothing_written(case, tmp_path, capsys):
+    code, _ = _run_bad(case, tmp_path, "--machine", str(tmp_path / "elekta.toml"))
+    assert code == 2
+    _one_error_line(capsys, "elekta.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "m"\n[mlc]\nleaf_edges_mm = [0.0, 5.0]\n')
+    code, _ = _run_bad(case, tmp_path, "--machine", str(bad))
+    assert code == 2
+    _one_error_line(capsys, "bad.toml", "delivery")

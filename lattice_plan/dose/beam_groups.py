@@ -7,6 +7,9 @@ projections) is what costs most. An arc computed as angular samples
 many samples at the same angles. :func:`summed_dose` groups such beams,
 sums their delivered fluence maps (MU-weighted, on their common pixel
 lattice, exactly) into one beam, traces it once and superposes it once.
+Beams that differ only in their collimator angle (arc pairs with collimators
+at +/-30 degrees) share the ray trace, depths and depth weights: only the
+points' fan coordinates rotate (:meth:`DoseEngine.rotated_geometry`).
 
 Only beams with the same jaws are merged: the fluence grids' pixel lattice
 follows the field edge (:func:`lattice_plan.dose.superpose.map_grids`), so
@@ -25,7 +28,7 @@ import numpy as np
 
 from lattice_plan.dose.beam import Beam, FluenceMap
 from lattice_plan.dose.engine import DoseEngine
-from lattice_plan.dose.point_geometry import geometry_key
+from lattice_plan.dose.point_geometry import PointGeometry, geometry_key, ray_key
 from lattice_plan.dose.superpose import add_beam_dose
 from lattice_plan.errors import DoseError
 from lattice_plan.geometry.volume import Volume
@@ -126,21 +129,31 @@ def summed_dose(
     """Total dose (Gy) of the beams on the engine's dose grid, beams at one geometry merged.
 
     The same dose as ``engine.compute(beams)`` but for the order of summation.
-    Geometries already in the engine's cache are used; new ones
-    are not cached (each is used once here).
+    Geometries already in the engine's cache are used; new ones are not cached
+    (each is used once here).
     """
     beams = list(beams)
     if not beams:
         raise DoseError("summed_dose needs at least one beam")
     for b in beams:
         engine.check_beam(b)
-    merged = group_beams(beams)
+    by_rays: dict[tuple, list[Beam]] = {}
+    for b in group_beams(beams):
+        by_rays.setdefault(ray_key(b), []).append(b)
     acc = np.zeros(engine.n_active)
     sel = np.arange(engine.n_active, dtype=np.int64)
-    for n, b in enumerate(merged):
-        if progress is not None:
-            progress(n, len(merged))
-        add_beam_dose(b, engine.voxel_geometry(b, store=False), sel, acc, engine.model)
+    n_done, n_all = 0, sum(len(g) for g in by_rays.values())
+    for group in by_rays.values():
+        first = engine.voxel_geometry(group[0], store=False)
+        geoms: dict[float, PointGeometry] = {round(group[0].collimator_deg, 6): first}
+        for b in group:
+            if progress is not None:
+                progress(n_done, n_all)
+            key = round(b.collimator_deg, 6)
+            if key not in geoms:
+                geoms[key] = engine.rotated_geometry(first, b)
+            add_beam_dose(b, geoms[key], sel, acc, engine.model)
+            n_done += 1
     if progress is not None:
-        progress(len(merged), len(merged))
+        progress(n_all, n_all)
     return engine.volume_of(acc)

@@ -46,7 +46,7 @@ from lattice_plan.dose.point_geometry import (
 from lattice_plan.dose.superpose import add_beam_dose
 from lattice_plan.errors import DoseError
 from lattice_plan.geometry.grid import Grid
-from lattice_plan.geometry.iec import T_bld_from_lps
+from lattice_plan.geometry.iec import R_bld_from_gantry, T_bld_from_lps
 from lattice_plan.geometry.structure import Structure
 from lattice_plan.geometry.volume import Volume, resample_array
 
@@ -189,21 +189,30 @@ class DoseEngine:
             )
         field_bounds_mm(beam)
 
-    def _T_bld(self, beam: Beam) -> NDArray[np.float64]:
-        return T_bld_from_lps(
+    def _frames(self, beam: Beam) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(affine LPS -> the beam's frame without collimator rotation, 2x2 rotation from its
+        (x, y) to the beam-limiting device's)."""
+        T = T_bld_from_lps(
             beam.isocenter_lps_mm,
             beam.gantry_deg,
-            beam.collimator_deg,
+            0.0,
             beam.couch_deg,
             self.ct.grid.patient_position,
         )
+        return T, R_bld_from_gantry(beam.collimator_deg)[:2, :2]
 
     def point_geometry(self, beam: Beam, points_lps_mm: NDArray[np.float64]) -> PointGeometry:
         """Projection, radiological depth and depth weights of points (n, 3) LPS mm for a beam."""
         box = self._points_box if points_lps_mm is self._points else None
         return self._tracer.geometry(
-            self._T_bld(beam), beam.sad_mm, points_lps_mm, self.model, beam.name, box
+            *self._frames(beam), beam.sad_mm, points_lps_mm, self.model, beam.name, box
         )
+
+    def rotated_geometry(self, geom: PointGeometry, beam: Beam) -> PointGeometry:
+        """The voxel geometry ``geom`` of a beam with the same rays as ``beam``
+        (:func:`lattice_plan.dose.point_geometry.ray_key`) at ``beam``'s collimator angle:
+        equal to :meth:`voxel_geometry` of ``beam``, without the ray trace."""
+        return self._tracer.rotated(geom, *self._frames(beam), beam.sad_mm, self._voxel_points())
 
     def voxel_geometry(self, beam: Beam, store: bool = True) -> PointGeometry:
         """:meth:`point_geometry` of the active dose voxels, cached per beam geometry.

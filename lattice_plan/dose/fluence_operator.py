@@ -250,6 +250,8 @@ class VoxelOperator:
         self, operator: FluenceOperator, voxels: ArrayLike, single_precision: bool = False
     ) -> None:
         sel, where, n_out = operator.engine.selection(voxels)
+        vox = np.asarray(voxels)
+        self._flat = np.flatnonzero(vox) if vox.dtype == np.bool_ else vox.astype(np.int64)
         self.operator = operator
         self._where = where
         self._n_out = n_out
@@ -264,6 +266,11 @@ class VoxelOperator:
     @property
     def n_voxels(self) -> int:
         return self._n_out
+
+    def rows(self, rows: ArrayLike) -> VoxelOperator:
+        """This operator on some of its voxels: ``rows`` are positions in its output."""
+        flat = self._flat[np.asarray(rows, dtype=np.int64)]
+        return VoxelOperator(self.operator, flat, single_precision=self._dtype == np.float32)
 
     def forward(self, x: ArrayLike) -> NDArray[np.float64]:
         """Dose (Gy) at the voxels, (n_voxels,)."""

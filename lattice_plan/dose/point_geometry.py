@@ -7,6 +7,9 @@ along the rays, :mod:`lattice_plan.kernels.raytrace`, O(points)) and the
 depth functions of the beam model at that depth times the inverse square
 (SAD / s)^2. :class:`DensityTracer` holds the density of one CT and computes
 this :class:`PointGeometry`; the dose engine caches it per beam geometry.
+The rays are traced in the beam's frame without the collimator rotation,
+which only rotates (u, v): beams that differ only in collimator angle share
+everything else (:meth:`DensityTracer.rotated`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from lattice_plan.errors import DoseError
 from lattice_plan.kernels.raytrace import (
     depth_weights,
     fan_geometry,
+    fan_uv,
     radiological_depth_grid,
     source_distance_range,
 )
@@ -30,10 +34,15 @@ from lattice_plan.kernels.raytrace import (
 
 def geometry_key(beam: Beam) -> tuple:
     """What a beam's point geometry depends on: isocentre, gantry, collimator, couch, SAD."""
+    return (*ray_key(beam), round(beam.collimator_deg, 6))
+
+
+def ray_key(beam: Beam) -> tuple:
+    """What a beam's rays depend on (the geometry but the collimator angle, which only
+    rotates the points' fan coordinates): isocentre, gantry, couch, SAD."""
     return (
         tuple(round(c, 6) for c in beam.isocenter_lps_mm),
         round(beam.gantry_deg, 6),
-        round(beam.collimator_deg, 6),
         round(beam.couch_deg, 6),
         round(beam.sad_mm, 6),
     )
@@ -181,19 +190,24 @@ class DensityTracer:
 
     def geometry(
         self,
-        T_bld_from_lps: NDArray[np.float64],
+        gantry_from_lps: NDArray[np.float64],
+        rot: NDArray[np.float64],
         sad_mm: float,
         points_lps_mm: NDArray[np.float64],
         model: BeamModel,
         beam_name: str,
         points_box: NDArray[np.float64] | None = None,
     ) -> PointGeometry:
-        """:class:`PointGeometry` of points (n, 3) LPS mm for a beam frame and SAD.
+        """:class:`PointGeometry` of points (n, 3) LPS mm for a beam.
 
-        ``points_box``: the corners of the points' bounding box when known (saves a pass).
+        ``gantry_from_lps``: 4x4 affine to the beam's frame without collimator
+        rotation, where the rays are traced (so the depths do not depend on the
+        collimator angle); ``rot``: 2x2 rotation from its (x, y) to the
+        beam-limiting device's. ``points_box``: the corners of the points'
+        bounding box when known (saves a pass).
         """
         pts = np.ascontiguousarray(np.asarray(points_lps_mm, dtype=np.float64).reshape(-1, 3))
-        T = T_bld_from_lps
+        T = gantry_from_lps
         sad = float(sad_mm)
         corners = (
             points_box if points_box is not None else box_corners(pts.min(axis=0), pts.max(axis=0))
@@ -221,8 +235,8 @@ class DensityTracer:
         radiological_depth_grid(
             self.density, np.ascontiguousarray(M), u0, h, nu, v0, h, nv, s0, ds, ns, sad, grid
         )
-        bld = np.ascontiguousarray(T[:3, :])
-        scales = scatter_scales(*source_distance_range(pts, bld, sad), sad)
+        frame = np.ascontiguousarray(T[:3, :])
+        scales = scatter_scales(*source_distance_range(pts, frame, sad), sad)
         span = scales[1] - scales[0] if len(scales) == 2 else 0.0
         # every point's depth interpolates the grid, so the grid's maximum bounds the table
         table = depth_table(model, float(grid.max()) if grid.size else 0.0)
@@ -230,7 +244,30 @@ class DensityTracer:
         u, v, d, isq, blend = (np.empty(n, dtype=np.float32) for _ in range(5))
         w = np.empty((len(table), n), dtype=np.float32)
         fan_geometry(
-            pts, bld, sad, grid, u0, h, v0, h, s0, ds, table, DEPTH_TABLE_STEP_MM,
-            scales[0], span, u, v, d, isq, blend, w,
+            pts, frame, sad, np.ascontiguousarray(rot, dtype=np.float64), grid,
+            u0, h, v0, h, s0, ds, table, DEPTH_TABLE_STEP_MM, scales[0], span,
+            u, v, d, isq, blend, w,
         )  # fmt: skip
         return PointGeometry(u, v, w, d, isq, scales, blend)
+
+    @staticmethod
+    def rotated(
+        geom: PointGeometry,
+        gantry_from_lps: NDArray[np.float64],
+        rot: NDArray[np.float64],
+        sad_mm: float,
+        points_lps_mm: NDArray[np.float64],
+    ) -> PointGeometry:
+        """``geom`` (of these points, for this gantry frame) at another collimator angle.
+
+        The depths, weights and blend are shared (they do not depend on the
+        collimator); (u, v) are computed as :meth:`geometry` computes them, so the
+        result equals :meth:`geometry` for that angle bit for bit.
+        """
+        pts = np.ascontiguousarray(np.asarray(points_lps_mm, dtype=np.float64).reshape(-1, 3))
+        u = np.empty(len(pts), dtype=np.float32)
+        v = np.empty(len(pts), dtype=np.float32)
+        frame = np.ascontiguousarray(gantry_from_lps[:3, :])
+        rot = np.ascontiguousarray(rot, dtype=np.float64)
+        fan_uv(pts, frame, float(sad_mm), rot, u, v)
+        return replace(geom, u_mm=u, v_mm=v)

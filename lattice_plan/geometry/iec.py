@@ -68,6 +68,11 @@ def R_fixed_from_lps(patient_position: str, couch_deg: float = 0.0) -> NDArray[n
     return _rot_z(np.radians(couch_deg)) @ R_fp @ R_IEC_PATIENT_FROM_LPS
 
 
+def R_bld_from_gantry(collimator_deg: float) -> NDArray[np.float64]:
+    """3x3 rotation from the gantry frame to the beam-limiting-device frame (about the beam axis)."""
+    return _rot_z(np.radians(collimator_deg)).T
+
+
 def T_bld_from_lps(
     isocenter_lps_mm: ArrayLike,
     gantry_deg: float,
@@ -83,8 +88,7 @@ def T_bld_from_lps(
         )
     R_fixed = R_fixed_from_lps(patient_position, couch_deg)
     R_gantry_from_fixed = _rot_y(np.radians(gantry_deg)).T
-    R_bld_from_gantry = _rot_z(np.radians(collimator_deg)).T
-    R = R_bld_from_gantry @ R_gantry_from_fixed @ R_fixed
+    R = R_bld_from_gantry(collimator_deg) @ R_gantry_from_fixed @ R_fixed
     T = np.eye(4)
     T[:3, :3] = R
     T[:3, 3] = -R @ iso

@@ -196,6 +196,13 @@ def treatment_beam_items(ds: Dataset, where: str) -> tuple[int | None, list[Beam
             continue
         position = setups.get(int(item.get("ReferencedPatientSetupNumber", 1) or 1), "HFS")
         items.append(BeamItem(item, mu_of.get(number), position))
+    if not items and ds.get("IonBeamSequence"):
+        ion = ds.IonBeamSequence[0]
+        raise DicomError(
+            f"{where}, beam {ion.get('BeamNumber', 1)} {str(ion.get('BeamName', '') or '')!r}: "
+            f"radiation type {ion.get('RadiationType', 'ION') or 'ION'} (an RT Ion Plan); "
+            "only photon beams are computed"
+        )
     if not items:
         raise DicomError(f"{where} holds no treatment beams")
     return n_fractions, items

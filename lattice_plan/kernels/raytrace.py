@@ -115,6 +115,37 @@ def source_distance_range(points_lps, bld_from_lps, sad):  # pragma: no cover - 
 
 
 @jit
+def _fan_point(points_lps, p, T, sad, rot):
+    """(u0, v0, s, u, v) of point p: fan coordinates (mm) in the frame of ``T`` (3x4 affine from
+    LPS), its distance s from the source along the axis, and (u, v) = rot @ (u0, v0). With s
+    <= 1e-6 (at or behind the source) all are 0 but s."""
+    px = points_lps[p, 0]
+    py = points_lps[p, 1]
+    pz = points_lps[p, 2]
+    x = T[0, 0] * px + T[0, 1] * py + T[0, 2] * pz
+    x += T[0, 3]
+    y = T[1, 0] * px + T[1, 1] * py + T[1, 2] * pz
+    y += T[1, 3]
+    z = T[2, 0] * px + T[2, 1] * py + T[2, 2] * pz
+    z += T[2, 3]
+    s = sad - z
+    if s <= 1e-6:
+        return 0.0, 0.0, s, 0.0, 0.0
+    u0 = x * sad / s
+    v0 = y * sad / s
+    return u0, v0, s, rot[0, 0] * u0 + rot[0, 1] * v0, rot[1, 0] * u0 + rot[1, 1] * v0
+
+
+@jit_parallel
+def fan_uv(points_lps, gantry_from_lps, sad, rot, u_out, v_out):  # pragma: no cover - compiled
+    """Only the (u, v) of :func:`fan_geometry` (for another collimator angle of the same beam)."""
+    for p in prange(points_lps.shape[0]):
+        _, _, _, u, v = _fan_point(points_lps, p, gantry_from_lps, sad, rot)
+        u_out[p] = u
+        v_out[p] = v
+
+
+@jit
 def _table_cell(depth, step, n_tab):
     """(index, fraction) of a depth in a table sampled every ``step`` from 0, clamped to it."""
     x = depth / step
@@ -129,8 +160,9 @@ def _table_cell(depth, step, n_tab):
 @jit_parallel
 def fan_geometry(
     points_lps,
-    bld_from_lps,
+    gantry_from_lps,
     sad,
+    rot,
     depth_grid,
     u0,
     du,
@@ -151,29 +183,23 @@ def fan_geometry(
 ):  # pragma: no cover - compiled
     """Everything the superposition needs of each point, in one pass.
 
-    points_lps: (n, 3) LPS mm; bld_from_lps: 3x4 affine; depth_grid: (nv, nu, ns)
-    from :func:`radiological_depth_grid`. Per point: fan coordinates (u, v) mm,
-    radiological depth d (trilinear in the grid; points outside it take the
-    nearest sample's depth), inverse square (sad / s)^2, the blend
-    clip((s / sad - scale_lo) / scale_span, 0, 1) between two scatter-kernel
-    distances (0 when scale_span <= 0), and w[r] = table[r] (depth functions
-    sampled every ``step`` mm from 0, linear in between, clamped at the ends)
-    at d times the inverse square. Points at or behind the source (s <= 1e-6)
-    get zeros. Computed in float64, stored in the outputs' dtype.
+    points_lps: (n, 3) LPS mm; gantry_from_lps: 3x4 affine to the beam's frame
+    without collimator rotation, the frame of ``depth_grid`` (nv, nu, ns) from
+    :func:`radiological_depth_grid`; rot: 2x2 rotation from that frame's (x, y)
+    to the beam-limiting device's. Per point: fan coordinates (u, v) mm in the
+    beam-limiting-device frame, radiological depth d (trilinear in the grid at
+    the unrotated fan coordinates; points outside it take the nearest sample's
+    depth), inverse square (sad / s)^2, the blend clip((s / sad - scale_lo) /
+    scale_span, 0, 1) between two scatter-kernel distances (0 when scale_span
+    <= 0), and w[r] = table[r] (depth functions sampled every ``step`` mm from
+    0, linear in between, clamped at the ends) at d times the inverse square.
+    Points at or behind the source (s <= 1e-6) get zeros. Computed in float64,
+    stored in the outputs' dtype.
     """
     nv, nu, ns = depth_grid.shape
     n_rows, n_tab = table.shape
     for p in prange(points_lps.shape[0]):
-        px = points_lps[p, 0]
-        py = points_lps[p, 1]
-        pz = points_lps[p, 2]
-        x = bld_from_lps[0, 0] * px + bld_from_lps[0, 1] * py + bld_from_lps[0, 2] * pz
-        x += bld_from_lps[0, 3]
-        y = bld_from_lps[1, 0] * px + bld_from_lps[1, 1] * py + bld_from_lps[1, 2] * pz
-        y += bld_from_lps[1, 3]
-        z = bld_from_lps[2, 0] * px + bld_from_lps[2, 1] * py + bld_from_lps[2, 2] * pz
-        z += bld_from_lps[2, 3]
-        s = sad - z
+        ug, vg, s, u, v = _fan_point(points_lps, p, gantry_from_lps, sad, rot)
         if s <= 1e-6:
             u_out[p] = 0.0
             v_out[p] = 0.0
@@ -183,10 +209,8 @@ def fan_geometry(
             for r in range(n_rows):
                 w_out[r, p] = 0.0
             continue
-        u = x * sad / s
-        v = y * sad / s
-        cu = min(max((u - u0) / du, 0.0), nu - 1.0)
-        cv = min(max((v - v0) / dv, 0.0), nv - 1.0)
+        cu = min(max((ug - u0) / du, 0.0), nu - 1.0)
+        cv = min(max((vg - v0) / dv, 0.0), nv - 1.0)
         cs = min(max((s - s0) / ds, 0.0), ns - 1.0)
         d = trilinear_kji(depth_grid, cv, cu, cs)  # grid axes (v, u, s)
         isq = (sad * sad) / (s * s)

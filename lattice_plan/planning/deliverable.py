@@ -24,7 +24,7 @@ from lattice_plan.dose.machine import Machine, default_machine, read_machine
 from lattice_plan.errors import PlanningError
 from lattice_plan.geometry.volume import Volume
 from lattice_plan.planning.plan import Plan
-from lattice_plan.planning.sequencing import sliding_window
+from lattice_plan.planning.sequencing import SequencingReport, sliding_window
 from lattice_plan.planning.step_and_shoot import step_and_shoot
 
 METHODS = ("sliding_window", "step_and_shoot", "ideal", "vmat")  # vmat: planning/vmat.py
@@ -38,7 +38,8 @@ class DeliverySpec:
     levels: int = 10  # step-and-shoot intensity levels
     machine: str = "varian-120"  # a shipped machine name or a machine TOML file
     gantry_step_deg: float = 2.0
-    min_segment_mu: float = 1.0
+    min_segment_mu: float = 1.0  # step-and-shoot: a level below this MU is refused
+    min_segment_area_mm2: float = 0.0  # step-and-shoot: smaller segments are dropped (reported)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -49,6 +50,10 @@ class DeliverySpec:
             raise PlanningError(f"gantry_step_deg must be positive, got {self.gantry_step_deg!r}")
         if not (np.isfinite(self.min_segment_mu) and self.min_segment_mu >= 0):
             raise PlanningError(f"min_segment_mu must be >= 0, got {self.min_segment_mu!r}")
+        if not (np.isfinite(self.min_segment_area_mm2) and self.min_segment_area_mm2 >= 0):
+            raise PlanningError(
+                f"min_segment_area_mm2 must be >= 0, got {self.min_segment_area_mm2!r}"
+            )
 
     def load_machine(self) -> Machine:
         if self.machine.endswith(".toml") or Path(self.machine).exists():
@@ -58,9 +63,10 @@ class DeliverySpec:
 
 def sequence_beams(
     plan: Plan, machine: Machine, spec: DeliverySpec
-) -> tuple[ControlPointBeam, ...]:
-    """Every fluence-map beam of the plan as a control-point beam (MU per fraction)."""
+) -> tuple[tuple[ControlPointBeam, ...], tuple[SequencingReport, ...]]:
+    """Every fluence-map beam of the plan as a control-point beam (MU per fraction), and its report."""
     out = []
+    reports = []
     for b in plan.beams:
         if b.fluence is None:
             raise PlanningError(
@@ -70,11 +76,14 @@ def sequence_beams(
         if b.mu == 0:
             continue
         if spec.method == "sliding_window":
-            cp, _ = sliding_window(b, machine)
+            cp, report = sliding_window(b, machine)
         else:
-            cp, _ = step_and_shoot(b, machine, spec.levels, spec.min_segment_mu)
+            cp, report = step_and_shoot(
+                b, machine, spec.levels, spec.min_segment_mu, spec.min_segment_area_mm2
+            )
         out.append(cp)
-    return tuple(out)
+        reports.append(report)
+    return tuple(out), tuple(reports)
 
 
 def make_deliverable(plan: Plan, engine: DoseEngine, spec: DeliverySpec) -> Plan:
@@ -83,7 +92,8 @@ def make_deliverable(plan: Plan, engine: DoseEngine, spec: DeliverySpec) -> Plan
         return replace(plan, info={**plan.info, "delivery": {"method": "ideal"}})
     t0 = time.perf_counter()
     machine = spec.load_machine()
-    cp_beams = sequence_beams(plan, machine, spec)
+    cp_beams, reports = sequence_beams(plan, machine, spec)
+    dropped_mu = {r.beam: r.dropped_mu for r in reports}
     t_seq = time.perf_counter() - t0
     dose_fx = control_point_dose(engine, cp_beams, machine, spec.gantry_step_deg)
     n_fx = plan.fractions
@@ -97,6 +107,8 @@ def make_deliverable(plan: Plan, engine: DoseEngine, spec: DeliverySpec) -> Plan
             "control_points": cp.n_control_points,
             "segments": cp.n_control_points // 2 if cp.beam_type == "STATIC" else 0,
             "delivery_time_s": delivery_time_s(cp, machine),
+            # MU of step-and-shoot segments dropped below the minimum area (before renormalising)
+            "dropped_mu": dropped_mu[cp.name],
         }
         for cp in deliverable.delivery_beams
     }
@@ -117,7 +129,11 @@ def make_deliverable(plan: Plan, engine: DoseEngine, spec: DeliverySpec) -> Plan
         "delivery": {
             "method": spec.method,
             "machine": machine.name,
-            **({"levels": spec.levels} if spec.method == "step_and_shoot" else {}),
+            **(
+                {"levels": spec.levels, "min_segment_area_mm2": spec.min_segment_area_mm2}
+                if spec.method == "step_and_shoot"
+                else {}
+            ),
             "gantry_step_deg": spec.gantry_step_deg,
             "normalisation_factor": deliverable.info["normalisation_factor"],
             "total_mu": deliverable.total_mu,

@@ -309,9 +309,6 @@ def build_optimised_plan(
         smoothness=smoothness,
         max_iterations=max_iterations,
         progress=progress,
-        operator_on_rows=lambda rows: op.on_voxels(
-            subset[rows], single_precision=options.single_precision
-        ),
         **options.stop_kwargs(),
     )
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -47,6 +46,7 @@ from lattice_plan.planning.stopping import (
     DEFAULT_GTOL,
     DEFAULT_STALL_TOL,
     DoseSettled,
+    OptimizationResult,
     OptimizerOptions,
     check_stop_arguments,
     lbfgsb_stop_reason,
@@ -74,59 +74,6 @@ LBFGS_CORRECTIONS = 40
 ACTIVE_CHECK_EVERY = 10  # iterations between checks of the active set on every voxel
 MAX_RESTARTS = 20
 _PRECONDITION_RANGE = (1e-2, 1e2)  # clip of the curvature share before its square root
-
-
-@dataclass(frozen=True, eq=False)
-class OptimizationResult:
-    """What the optimiser did and found.
-
-    ``x``: optimal beamlet weights; ``history``: the objective before the
-    first iteration and after each one; ``stop_reason``: "converged" (relative
-    decrease of F below ftol, or projected gradient below gtol), "stalled" (F
-    fell by less than stall_tol per iteration over the last iterations),
-    "settled" (no objective voxel's dose moved by more than dose_tol of the dose
-    scale over the last dose_window iterations), "iteration limit",
-    "evaluation limit" or "line search failed" (no further
-    decrease found: converged to working precision); ``term_values``: each
-    weighted term of F at ``x`` (keyed by its description, plus "smoothness").
-    """
-
-    x: NDArray[np.float64]
-    history: tuple[float, ...]
-    iterations: int
-    evaluations: int
-    stop_reason: str
-    message: str
-    time_s: float
-    term_values: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def final_objective(self) -> float:
-        return self.history[-1]
-
-    @property
-    def converged(self) -> bool:
-        """True when it stopped because F no longer decreased (not at a limit)."""
-        return self.stop_reason in ("converged", "stalled", "settled")
-
-    @property
-    def time_per_iteration_s(self) -> float:
-        return self.time_s / max(self.iterations, 1)
-
-    def report(self) -> dict[str, object]:
-        """A JSON-friendly summary for plan info and benchmarks."""
-        return {
-            "stop_reason": self.stop_reason,
-            "message": self.message,
-            "iterations": self.iterations,
-            "evaluations": self.evaluations,
-            "time_s": round(self.time_s, 3),
-            "time_per_iteration_s": round(self.time_per_iteration_s, 4),
-            "initial_objective": self.history[0],
-            "final_objective": self.final_objective,
-            "history": [float(f"{f:.6g}") for f in self.history],
-            "terms": dict(self.term_values),
-        }
 
 
 def _check_inputs(
@@ -240,7 +187,6 @@ def optimize_fluence(
     dose_tol: float = 0.0,
     dose_window: int = DEFAULT_DOSE_WINDOW,
     active_margin: float = 0.0,
-    operator_on_rows: Callable[[NDArray[np.int64]], DoseOperator] | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> OptimizationResult:
     """Minimise the weighted objectives plus the smoothness penalty over x >= 0 (L-BFGS-B).
@@ -262,9 +208,9 @@ def optimize_fluence(
     ``max_iterations``; it says which.
     ``active_margin`` > 0 (a fraction of ``dose_scale_gy``) evaluates the
     ceiling objectives only near their ceilings (:mod:`lattice_plan.planning.active_set`);
-    it needs ``operator_on_rows(rows)``, the operator on some of its output
-    voxels (default: the operator's ``rows`` method, if it has one; without
-    either, every voxel is evaluated).
+    it needs the operator's ``rows(rows)``, the operator on some of its output
+    voxels (:class:`MatrixOperator` and the engine's ``VoxelOperator`` have it;
+    without it every voxel is evaluated).
     """
     _check_inputs(operator, terms, layout, dose_scale_gy, smoothness, max_iterations)
     check_stop_arguments(stall_tol, dose_tol, dose_window, active_margin)
@@ -297,7 +243,7 @@ def optimize_fluence(
         else:
             f0 = full.dose_terms(dose_start)[0] + full.smoothness_term(x_start)[0]
             dose_full = dose_start
-        on_rows = operator_on_rows or getattr(operator, "rows", None)
+        on_rows = getattr(operator, "rows", None)
         margin_gy = active_margin * dose_scale_gy
         use_active = margin_gy > 0 and on_rows is not None
         p = _curvature_scales(operator, terms, free) / x_ref  # y = x * p
@@ -399,4 +345,5 @@ def optimize_fluence(
         message=message or str(res.message),
         time_s=elapsed,
         term_values=dict(full.last_terms),
+        evaluated_voxels=operator.n_voxels if problem is None else problem.active.n_voxels,
     )

@@ -55,7 +55,8 @@ fluence maps are delivered, and so what the plan's dose is::
     levels = 10                      # step-and-shoot intensity levels
     machine = "varian-120"           # a shipped machine (varian-120, mlc-80) or a machine TOML file
     gantry_step_deg = 2.0
-    min_segment_mu = 1.0
+    min_segment_mu = 1.0             # step-and-shoot: fewer levels are needed below this MU per level
+    min_segment_area_mm2 = 0.0       # step-and-shoot: smaller segments are dropped (MU reported)
 
 ``method = "vmat"`` plans arcs instead (:func:`lattice_plan.planning.vmat.build_vmat_plan`:
 the arm's objectives re-optimised on arcs, sequenced and aperture-optimised), on the

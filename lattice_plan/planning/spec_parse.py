@@ -68,6 +68,7 @@ NUMERIC_RANGES: dict[str, dict[str, tuple[float, float]]] = {
         "levels": (1, 100),
         "gantry_step_deg": (0.5, 30.0),
         "min_segment_mu": (0.0, 100.0),
+        "min_segment_area_mm2": (0.0, 10000.0),
     },
 }
 

@@ -1,4 +1,4 @@
-"""When the fluence optimiser stops: the options of the plan builders and the stopping rules.
+"""When the fluence optimiser stops: the plan builders' options, the stopping rules, the result.
 
 Stopping in dose terms (``dose_tol`` > 0): the plan has settled when no voxel
 of the objectives moved by more than ``dose_tol`` times the dose scale over the
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -162,3 +162,61 @@ def stop_message(reason: str, stall_tol: float, dose_step_gy: float, dose_window
             f"{int(dose_window)} iterations"
         )
     return ""
+
+
+@dataclass(frozen=True, eq=False)
+class OptimizationResult:
+    """What the optimiser did and found.
+
+    ``x``: optimal beamlet weights; ``history``: the objective before the
+    first iteration and after each one; ``stop_reason``: "converged" (relative
+    decrease of F below ftol, or projected gradient below gtol), "stalled" (F
+    fell by less than stall_tol per iteration over the last iterations),
+    "settled" (no objective voxel's dose moved by more than dose_tol of the dose
+    scale over the last dose_window iterations), "iteration limit",
+    "evaluation limit" or "line search failed" (no further
+    decrease found: converged to working precision); ``time_s``: the whole
+    optimisation, the start included; ``term_values``: each weighted term of
+    the exact F at ``x`` (keyed by its description, plus "smoothness");
+    ``evaluated_voxels``: the voxels evaluated each iteration at the end (the
+    active set's, see :mod:`lattice_plan.planning.active_set`).
+    """
+
+    x: NDArray[np.float64]
+    history: tuple[float, ...]
+    iterations: int
+    evaluations: int
+    stop_reason: str
+    message: str
+    time_s: float
+    term_values: dict[str, float] = field(default_factory=dict)
+    evaluated_voxels: int = 0
+
+    @property
+    def final_objective(self) -> float:
+        return self.history[-1]
+
+    @property
+    def converged(self) -> bool:
+        """True when it stopped because F no longer decreased (not at a limit)."""
+        return self.stop_reason in ("converged", "stalled", "settled")
+
+    @property
+    def time_per_iteration_s(self) -> float:
+        return self.time_s / max(self.iterations, 1)
+
+    def report(self) -> dict[str, object]:
+        """A JSON-friendly summary for plan info and benchmarks."""
+        return {
+            "stop_reason": self.stop_reason,
+            "message": self.message,
+            "iterations": self.iterations,
+            "evaluations": self.evaluations,
+            "time_s": round(self.time_s, 3),
+            "time_per_iteration_s": round(self.time_per_iteration_s, 4),
+            "initial_objective": self.history[0],
+            "final_objective": self.final_objective,
+            "history": [float(f"{f:.6g}") for f in self.history],
+            "terms": dict(self.term_values),
+            "evaluated_voxels": self.evaluated_voxels,
+        }

@@ -159,6 +159,9 @@ def _delivery_summary(plan: Plan) -> dict[str, Any]:
     if plan.delivery_beams:
         out["mu_per_beam"] = {b.name: b.mu for b in plan.delivery_beams}
         out["delivery_time_s"] = delivery["delivery_time_s"]
+    if "ideal_total_mu" in plan.info:
+        # the fluence maps' MU (their largest beamlet weights), before sequencing
+        out["total_mu_ideal"] = plan.info["ideal_total_mu"]
     compared = ideal_vs_deliverable(plan)
     if compared is not None:
         delivery.update(compared)
@@ -168,6 +171,14 @@ def _delivery_summary(plan: Plan) -> dict[str, Any]:
                 out[f"{key}_deliverable"] = compared["deliverable"][key]
         if "pvdr_mean" in compared.get("kept", {}):
             out["pvdr_mean_kept"] = compared["kept"]["pvdr_mean"]
+        oars = [k for k in compared.get("ideal", {}) if k.endswith("_dmax_gy")]
+        if oars:
+            out["oar_dmax_ideal_deliverable"] = "; ".join(
+                f"{k[: -len('_dmax_gy')]} {compared['ideal'][k]:.2f} -> "
+                f"{compared['deliverable'][k]:.2f}"
+                for k in oars
+                if k in compared["deliverable"]
+            )
     out["delivery"] = delivery
     return out
 
@@ -176,6 +187,7 @@ _PLAN_ROWS: tuple[tuple[str, str], ...] = (
     ("prescription", "prescription"),
     ("fractions", "fractions"),
     ("total MU per fraction", "total_mu_per_fraction"),
+    ("total MU per fraction: ideal fluence maps", "total_mu_ideal"),
     ("modulation (MU / open-field MU)", "modulation"),
     ("CRT plan (arrangement, weights, segments, MU)", "crt_plan"),
     ("dose maximum (Gy)", "max_dose_gy"),
@@ -196,6 +208,7 @@ _PLAN_ROWS: tuple[tuple[str, str], ...] = (
     ("valley D50 (Gy): deliverable", "valley_d50_gy_deliverable"),
     ("GTV D98% (Gy): ideal fluence", "gtv_d98_gy_ideal"),
     ("GTV D98% (Gy): deliverable", "gtv_d98_gy_deliverable"),
+    ("OAR Dmax (Gy): ideal fluence -> deliverable", "oar_dmax_ideal_deliverable"),
 )
 
 

@@ -62,7 +62,8 @@ def _arc(name, start_deg, collimator_deg, jaws, phase, n_cp=11, step_deg=4.0):
 
 
 def _plan(jaws_b):
-    """Two arcs over the same angles and collimator (merged), one at another collimator (not)."""
+    """Two arcs over the same angles and collimator (merged), one at another collimator (not
+    merged, but its samples share the others' ray traces)."""
     jaws = Jaws(-35.0, 35.0, -32.0, 32.0)
     return [
         _arc("A1", 330.0, 15.0, jaws, 0.0),
@@ -91,6 +92,24 @@ def test_samples_with_other_jaws_are_not_merged(engine):
     samples, straight, fast = _both(engine, _plan(Jaws(-28.3, 31.6, -26.7, 29.4)))
     assert len(group_beams(samples)) == 60
     assert np.abs(fast - straight).max() < 1e-9 * straight.max()
+
+
+def test_a_collimator_rotation_rotates_the_fan_coordinates_and_keeps_the_depths(engine):
+    beam = Beam("b", 35.0, (0.0, 5.0, 0.0), Jaws.symmetric(40, 40), collimator_deg=0.0)
+    turned = Beam("t", 35.0, (0.0, 5.0, 0.0), Jaws.symmetric(40, 40), collimator_deg=30.0)
+    g0 = engine.voxel_geometry(beam)
+    g30 = engine.voxel_geometry(turned)
+    # the rays are traced without the collimator: depths and weights do not depend on it
+    np.testing.assert_array_equal(g30.depth_mm, g0.depth_mm)
+    np.testing.assert_array_equal(g30.weights, g0.weights)
+    # BLD (x, y) = Rz(30 deg)^T (x, y) of the gantry frame (IEC 61217 collimator rotation)
+    c, s = np.cos(np.radians(30.0)), np.sin(np.radians(30.0))
+    np.testing.assert_allclose(g30.u_mm, c * g0.u_mm + s * g0.v_mm, atol=1e-4)
+    np.testing.assert_allclose(g30.v_mm, -s * g0.u_mm + c * g0.v_mm, atol=1e-4)
+    # the shared path (no ray trace) gives the same arrays bit for bit
+    shared = engine.rotated_geometry(g0, turned)
+    np.testing.assert_array_equal(shared.u_mm, g30.u_mm)
+    np.testing.assert_array_equal(shared.v_mm, g30.v_mm)
 
 
 def test_summed_dose_of_unmergeable_beams_is_the_engine_dose(engine):

@@ -183,6 +183,16 @@ def test_voxel_operator_equals_the_operator_on_its_voxels(operator_setup):
     assert np.abs(single.forward(x) - ref_dose).max() <= 1e-5 * ref_dose.max()
     assert np.abs(single.adjoint(g) - ref_grad).max() <= 1e-5 * np.abs(ref_grad).max()
     assert exact.n_voxels == len(sub) and exact.n_beamlets == op.n_beamlets
+    # rows(r): the same operator on some of its voxels (the optimiser's active set)
+    rows = np.sort(rng.choice(len(sub), 700, replace=False))
+    part = single.rows(rows)
+    assert part.n_voxels == 700
+    whole = single.forward(x)
+    np.testing.assert_allclose(part.forward(x), whole[rows], rtol=0, atol=1e-12 * whole.max())
+    g_rows = np.zeros(len(sub))
+    g_rows[rows] = g[rows]
+    back = single.adjoint(g_rows)
+    np.testing.assert_allclose(part.adjoint(g[rows]), back, rtol=0, atol=1e-6 * np.abs(back).max())
 
 
 def test_beamlet_size_2p5_mm_is_supported(sphere_engine):

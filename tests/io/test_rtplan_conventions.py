@@ -191,6 +191,19 @@ def _electron(ds):
     ds.BeamSequence[1].RadiationType = "ELECTRON"
 
 
+def _proton(ds):
+    ds.BeamSequence[1].RadiationType = "PROTON"
+
+
+def _ion_plan(ds):
+    # an RT Ion Plan (protons): its beams are in IonBeamSequence, there is no BeamSequence
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.481.8"
+    ds.IonBeamSequence = ds.BeamSequence
+    del ds.BeamSequence
+    for item in ds.IonBeamSequence:
+        item.RadiationType = "PROTON"
+
+
 def _leaf_count(ds):
     mlc = next(
         d
@@ -228,6 +241,8 @@ def _unknown_machine(ds):
         ),
         (_wedge, r"beam 2 'SNS': 1 wedge\(s\)"),
         (_electron, r"beam 2 'SNS': radiation type ELECTRON; only photon beams"),
+        (_proton, r"beam 2 'SNS': radiation type PROTON; only photon beams"),
+        (_ion_plan, r"beam 1 'SW': radiation type PROTON \(an RT Ion Plan\); only photon beams"),
         (_leaf_count, r"beam 1 'SW': MLCX declares 40 leaf pairs but 61 leaf position boundaries"),
         (
             _positions_count,
@@ -245,6 +260,8 @@ def _unknown_machine(ds):
         "missing-mlc",
         "wedge",
         "electron",
+        "proton",
+        "ion-plan",
         "leaf-count",
         "positions",
         "machine",
@@ -264,6 +281,26 @@ def test_unknown_machine_is_read_with_its_machine_file(plan_file, tmp_path):
     assert [m.mlc.n_pairs for m in delivery.machines] == [60, 60]
     with pytest.raises(DicomError, match="MLCX has 60 leaf pairs but machine 'mlc-80' has 80"):
         read_rtplan_delivery(path, default_machine("mlc-80"))
+
+
+def test_rtplan_leaf_boundaries_win_over_the_machine_file(plan_file):
+    # DESIGN.md / issue 16 item 1: the machine file adds delivery values; the RTPLAN's
+    # LeafPositionBoundaries (60 pairs, 5/10 mm) replace the file's MLC (mlc-80: 80 x 5 mm).
+    ds = pydicom.dcmread(plan_file)
+    mlc = next(
+        d
+        for d in ds.BeamSequence[0].BeamLimitingDeviceSequence
+        if d.RTBeamLimitingDeviceType == "MLCX"
+    )
+    given = default_machine("mlc-80")
+    delivery = read_rtplan_delivery(plan_file, given)
+    for beam, m in zip(delivery.beams, delivery.machines, strict=True):
+        np.testing.assert_allclose(
+            m.mlc.leaf_edges_mm, [float(v) for v in mlc.LeafPositionBoundaries]
+        )
+        np.testing.assert_allclose(beam.leaf_edges_mm, m.mlc.leaf_edges_mm)
+        assert m.mlc.n_pairs == 60 and given.mlc.n_pairs == 80
+        assert (m.name, m.leaf_transmission) == (given.name, given.leaf_transmission)
 
 
 def test_breast_boost_copy_with_a_wedge_is_refused(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 
 from lattice_plan.kernels.raytrace import (
     fan_geometry,
+    fan_uv,
     radiological_depth_grid,
     source_distance_range,
 )
@@ -76,9 +77,16 @@ def test_fan_geometry_matches_numpy_projection_interpolation_and_depth_weights()
     step, lo, span = 0.1, 0.98, 0.04
     u, v, d, isq, blend = (np.empty(200, dtype=np.float32) for _ in range(5))
     w = np.empty((3, 200), dtype=np.float32)
+    c, sn = np.cos(0.3), np.sin(0.3)
+    rot = np.array([[c, sn], [-sn, c]])
     fan_geometry(
-        pts, T, sad, grid, u0, du, v0, dv, s0, ds, table, step, lo, span, u, v, d, isq, blend, w
-    )
+        pts, T, sad, rot, grid, u0, du, v0, dv, s0, ds, table, step, lo, span,
+        u, v, d, isq, blend, w,
+    )  # fmt: skip
+    u_only, v_only = np.empty(200, dtype=np.float32), np.empty(200, dtype=np.float32)
+    fan_uv(pts, T, sad, rot, u_only, v_only)
+    np.testing.assert_array_equal(u_only, u)  # the same computation, bit for bit
+    np.testing.assert_array_equal(v_only, v)
     bld = pts @ T[:, :3].T + T[:, 3]
     s_ref = sad - bld[:, 2]
     assert s_ref[0] < 0 and np.all(s_ref[1:] > 0)
@@ -87,8 +95,9 @@ def test_fan_geometry_matches_numpy_projection_interpolation_and_depth_weights()
     s_ref, bld = s_ref[1:], bld[1:]
     u_ref = bld[:, 0] * sad / s_ref
     v_ref = bld[:, 1] * sad / s_ref
-    np.testing.assert_allclose(u[1:], u_ref, rtol=1e-6, atol=1e-6)  # float32 outputs
-    np.testing.assert_allclose(v[1:], v_ref, rtol=1e-6, atol=1e-6)
+    # (u, v) rotated into the collimator's frame; the depth is looked up unrotated
+    np.testing.assert_allclose(u[1:], c * u_ref + sn * v_ref, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(v[1:], -sn * u_ref + c * v_ref, rtol=1e-6, atol=1e-5)
     axes = (v0 + dv * np.arange(nv), u0 + du * np.arange(nu), s0 + ds * np.arange(ns))
     interp = RegularGridInterpolator(axes, grid.astype(float))
     clipped = np.stack(

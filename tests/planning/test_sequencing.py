@@ -131,3 +131,35 @@ def test_sfrt_step_and_shoot_keeps_the_peaks():
     cp, _rep = step_and_shoot(beam, MACHINE, levels=10)
     err, top = _compare(beam, cp)
     assert err <= top / 20 + 1e-9
+
+
+def test_step_and_shoot_drops_segments_below_the_minimum_area_and_reports_their_mu():
+    # Two 5 mm leaf pairs (y -5..5 mm, x -5..5 mm, 2 columns of 5 mm), each with profile [1, 2] x
+    # 50 MU at 2 levels of 50 MU. The sweep pairs the k-th rise with the k-th fall: unit 1 opens
+    # -5..5 mm (10 x 10 mm = 100 mm2), unit 2 opens 0..5 mm (50 mm2). A minimum area of 75 mm2
+    # drops unit 2: its 50 MU are reported, and unit 1 alone is delivered, 50 MU everywhere.
+    beam = _beam(np.array([[0.5, 1.0], [0.5, 1.0]]), mu=100.0)
+    _, rep = step_and_shoot(beam, MACHINE, levels=2)
+    assert rep.n_segments == 2 and rep.dropped_mu == 0.0 and rep.mu == pytest.approx(100.0)
+    cp, rep = step_and_shoot(beam, MACHINE, levels=2, min_area_mm2=75.0)
+    assert rep.n_segments == 1 and rep.dropped_mu == pytest.approx(50.0)
+    assert rep.mu == pytest.approx(50.0)
+    err, _ = _compare(_beam(np.full((2, 2), 0.5), mu=100.0), cp)
+    assert err == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(PlanningError, match="every segment is below the minimum area 150"):
+        step_and_shoot(beam, MACHINE, levels=2, min_area_mm2=150.0)
+
+
+def test_step_and_shoot_merges_consecutive_identical_segments_only():
+    # Two rows: row 0 = [2, 2] levels (two units over the same columns), row 1 = [1, 0]. Unit 1
+    # opens row 0 over both columns and row 1 over column 0; unit 2 opens row 0 only: different
+    # apertures, kept apart. With row 1 = [2, 2] too, units 1 and 2 are the same aperture and
+    # merge into one segment of twice the MU (the fluence is unchanged).
+    unequal = _beam(np.array([[1.0, 1.0], [0.5, 0.0]]), mu=100.0)
+    _, rep = step_and_shoot(unequal, MACHINE, levels=2)
+    assert rep.n_segments == 2 and rep.mu == pytest.approx(100.0)
+    equal = _beam(np.array([[1.0, 1.0], [1.0, 1.0]]), mu=100.0)
+    cp, rep = step_and_shoot(equal, MACHINE, levels=2)
+    assert rep.n_segments == 1 and rep.n_control_points == 2 and rep.mu == pytest.approx(100.0)
+    err, _ = _compare(equal, cp)
+    assert err == pytest.approx(0.0, abs=1e-9)

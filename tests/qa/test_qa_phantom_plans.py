@@ -28,18 +28,17 @@ def test_every_arm_is_evaluated_on_the_phantom_plans(demo_metrics):
     # the QUANTEC limit of 120 cc (Kavanagh et al., IJROBP 76 (2010) S101; the demo gives 136 cc,
     # a regression value): every other CRT row is per protocol, and the verdict follows that row.
     assert qa["SFRT"]["verdict"] == "per protocol"
-    # SCART's GTV edge (D98%) is planned under the template's 5 Gy on the ideal fluence; the
-    # deliverable sliding-window dose adds leaf transmission (1.5 % of about 12,600 MU on the
-    # fast demo) and lands between the limit and the acceptable 6 Gy: a minor deviation
-    # (regression value 5.36 Gy), every other SCART row per protocol.
+    # SCART's GTV edge (D98%) is held between the template's 3 Gy floor and 5 Gy ceiling. Since
+    # the optimiser's curvature-scaled variables (issue 18) the fast demo's 12 iterations give a
+    # less modulated plan (about 5,000 MU per fraction instead of 12,600), so the leaf
+    # transmission of the sliding-window delivery no longer lifts the edge over 5 Gy (it was
+    # 5.36 Gy, a minor deviation; now 3.43 Gy): every SCART row is per protocol.
     scart = qa["SCART"]["rows"]
-    (edge,) = [
-        r for r in scart if (r["structure"], r["metric"], r["limit"]) == ("GTV", "D98%", "5 Gy")
-    ]
-    assert 5.0 < edge["value"] <= 6.0 and edge["outcome"] == "minor deviation"
-    others = {r["outcome"] for r in scart if r is not edge}
-    assert others <= {"per protocol", "not evaluated"}
-    assert qa["SCART"]["verdict"] == "minor deviation"
+    edges = [r for r in scart if (r["structure"], r["metric"]) == ("GTV", "D98%")]
+    assert {r["limit"] for r in edges} == {"3 Gy", "5 Gy"}
+    assert all(3.0 <= r["value"] <= 5.0 for r in edges)
+    assert {r["outcome"] for r in scart} <= {"per protocol", "not evaluated"}
+    assert qa["SCART"]["verdict"] == "per protocol"
     crt = {(r["structure"], r["metric"]): r for r in qa["CRT"]["rows"]}
     bowel = crt.pop(("Bowel_Small", "EQD2:V15Gy[cc]"))
     assert {r["outcome"] for r in crt.values()} <= {"per protocol", "not evaluated"}

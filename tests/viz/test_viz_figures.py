@@ -279,3 +279,36 @@ def test_fluence_maps_panels_titles_and_scale():
     assert_not_blank(rendered(fig))
     with pytest.raises(DoseError, match="at least one beam"):
         fluence_maps([])
+
+
+def test_breast_boost_control_point_fluence_maps_are_drawn():
+    # Issue 16: the control points of the shared breast-boost RTPLAN (4 DYNAMIC sliding-window
+    # beams, Varian 120-leaf) are read and their delivered fluence maps drawn, one panel each.
+    # The maps' values are checked against the leaf motion in
+    # tests/io/test_rtplan_control_points.py; here: the panels show exactly those maps.
+    from lattice_plan.dose.delivery import beams_for_dose
+    from lattice_plan.io.rtplan import read_rtplan_delivery
+    from tests.conftest import reference_path
+
+    delivery = read_rtplan_delivery(reference_path("dicom", "breast-boost-plan", "rtplan.dcm"))
+    beams = [
+        b
+        for cp, machine in zip(delivery.beams, delivery.machines, strict=True)
+        for b in beams_for_dose(cp, machine)
+    ]
+    assert len(beams) == 4 and all(b.fluence.delivered for b in beams)
+    fig = fluence_maps(beams, title="breast boost: delivered fluence")
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    assert len(panels) == 4
+    for ax, beam in zip(panels, beams, strict=True):
+        values = ax.get_images()[0].get_array()
+        np.testing.assert_array_equal(values, beam.fluence.values)
+        # modulated: inside the jaws the open fraction varies by far more than transmission
+        j, f = beam.jaws, beam.fluence
+        x, y = f.x_centers_mm(), f.y_centers_mm()
+        inside = ((x > j.x1_mm + 5) & (x < j.x2_mm - 5))[None, :] & (
+            (y > j.y1_mm + 5) & (y < j.y2_mm - 5)
+        )[:, None]
+        assert np.ptp(values[inside]) > 0.3
+        assert beam.name in ax.get_title()
+    assert_not_blank(rendered(fig))
