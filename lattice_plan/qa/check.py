@@ -3,17 +3,12 @@
 Each constraint of the arm gives one row: the plan structure it was matched
 to, the computed value, the limit, the outcome and the source. A structure
 the plan lacks (or that cannot be evaluated, e.g. one outside the dose grid)
-gives "not evaluated" with the reason, never a silent pass. The verdict is
-
-- "major deviation" if any row is a major deviation (or the plan's number of
-  fractions differs from the arm's);
-- else "incomplete" if a required constraint was not evaluated;
-- else "minor deviation" if any row is a minor deviation;
-- else "per protocol".
+gives "not evaluated" with the reason, never a silent pass.
 
 The rows are evaluated in :mod:`lattice_plan.qa.rows`, the protocol structures
 resolved to plan structures in :mod:`lattice_plan.qa.resolve`, and the result
-objects live in :mod:`lattice_plan.qa.result` (re-exported here).
+objects, with the rules of the verdict, live in :mod:`lattice_plan.qa.result`
+(re-exported here).
 
 Metric values come from :mod:`lattice_plan.analysis` (DVHs with sub-voxel
 sampling; EQD2/BED with the plan's number of fractions and the constraint's
@@ -102,9 +97,7 @@ def check(
         )
     outside = {k.casefold(): v for k, v in (unusable or {}).items()}
     resolver = StructureResolver(protocol, structures, outside, allow_partial)
-    evaluator = ConstraintEvaluator(
-        arm_obj, dose, resolver, outside, fractions, subdivisions, allow_partial
-    )
+    evaluator = ConstraintEvaluator(arm_obj, dose, resolver, fractions, subdivisions)
     rows = tuple(evaluator.row(c) for c in arm_obj.constraints)
     return CheckResult(
         protocol=protocol.name,

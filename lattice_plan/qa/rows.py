@@ -7,8 +7,6 @@ alpha/beta; PVDR as the SFRT metrics define it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
 from lattice_plan.analysis.dvh import DVH, evaluate_metric
@@ -51,19 +49,17 @@ class ConstraintEvaluator:
         arm: ProtocolArm,
         dose: Volume,
         resolver: StructureResolver,
-        outside_grid: Mapping[str, str],
         fractions: int,
         subdivisions: int | None,
-        allow_partial: bool,
     ) -> None:
         self.arm = arm
         self.dose = dose
         self.resolver = resolver
-        self.outside_grid = outside_grid
-        self.dvhs: dict[str, DVH | str] = {} if allow_partial else dict(outside_grid)
+        self.outside_grid = resolver.outside_grid
+        self.allow_partial = resolver.allow_partial
+        self.dvhs: dict[str, DVH | str] = {} if self.allow_partial else dict(self.outside_grid)
         self.fractions = fractions
         self.subdivisions = subdivisions
-        self.allow_partial = allow_partial
 
     def dvh(self, protocol_name: str) -> tuple[DVH | None, str | None, str]:
         """(DVH or None, plan structure name or None, how it matched or why it cannot be used)."""
