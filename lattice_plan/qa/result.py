@@ -19,7 +19,7 @@ import io
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,20 +73,8 @@ class ConstraintResult:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "structure": self.structure,
-            "plan_structure": self.plan_structure,
-            "metric": self.metric,
-            "comparison": self.comparison,
-            "limit": self.limit,
-            "acceptable": self.acceptable,
-            "value": self.value,
-            "unit": self.unit,
-            "outcome": self.outcome.value,
-            "required": self.required,
-            "source": self.source,
-            "note": self.note,
-        }
+        """The fields by name (the keys of :data:`CSV_COLUMNS`), the outcome as its text."""
+        return {**asdict(self), "outcome": self.outcome.value}
 
 
 @dataclass(frozen=True)
