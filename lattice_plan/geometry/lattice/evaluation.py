@@ -12,11 +12,7 @@ from lattice_plan.errors import GeometryError
 from lattice_plan.geometry.lattice.constraints import check_gtv_and_oars
 from lattice_plan.geometry.lattice.parameters import LatticeParameters
 from lattice_plan.geometry.lattice.result import LatticeResult, LatticeSearch
-from lattice_plan.geometry.lattice.surface import (
-    SurfaceDistance,
-    boundary_centres,
-    sphere_mask,
-)
+from lattice_plan.geometry.lattice.surface import sphere_mask, structure_surface
 from lattice_plan.geometry.morphology import contract_mask
 from lattice_plan.geometry.structure import Structure, StructureKind
 
@@ -32,13 +28,7 @@ def _oar_distances(
             logger.warning("OAR %r is empty; it constrains no vertex", s.name)
             out[s.name] = np.full(len(centers), np.inf)
             continue
-        lo, hi = s.bounding_box_kji()
-        sub = s.grid.crop(np.maximum(lo - 1, 0), np.minimum(hi + 1, s.grid.shape))
-        sl = tuple(
-            slice(int(a), int(b))
-            for a, b in zip(np.maximum(lo - 1, 0), np.minimum(hi + 1, s.grid.shape), strict=True)
-        )
-        dist = SurfaceDistance(sub, boundary_centres(s.mask[sl], sub, True))
+        dist = structure_surface(s, inside_of=True)
         out[s.name] = dist(centers) if len(centers) else np.zeros(0)
     return out
 
@@ -66,11 +56,7 @@ def evaluate_vertices(
     order = np.lexsort((centers[:, 0], centers[:, 1], centers[:, 2]))
     centers, radii = centers[order], np.array(radii[order])
     grid = gtv.grid
-    lo, hi = gtv.bounding_box_kji()
-    lo, hi = np.maximum(lo - 1, 0), np.minimum(hi + 1, grid.shape)
-    crop = grid.crop(lo, hi)
-    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-    gtv_dist = SurfaceDistance(crop, boundary_centres(gtv.mask[sl], crop, False))
+    gtv_dist = structure_surface(gtv, inside_of=False)
     gtv_clear = gtv_dist(centers) - radii if len(centers) else np.zeros(0)
     oar_clear = {k: v - radii for k, v in _oar_distances(oars, centers).items()}
     crop_mask = None

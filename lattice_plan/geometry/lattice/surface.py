@@ -22,6 +22,7 @@ on the safe side by up to half a pitch.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -29,6 +30,9 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from lattice_plan.geometry.grid import Grid
+
+if TYPE_CHECKING:
+    from lattice_plan.geometry.structure import Structure
 
 
 def _pitch_along(grid: Grid, u_lps: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -98,6 +102,16 @@ def boundary_centres(mask: NDArray[np.bool_], grid: Grid, inside_of: bool) -> ND
     k, j, i = np.nonzero(sel)
     off = reach + 1
     return np.stack([i - off, j - off, k - off], axis=-1).astype(float)
+
+
+def structure_surface(structure: Structure, inside_of: bool) -> SurfaceDistance:
+    """:class:`SurfaceDistance` of ``structure``'s surface, on its bounding box grown by one
+    voxel (within the grid); ``inside_of`` as in :func:`boundary_centres`."""
+    lo, hi = structure.bounding_box_kji()
+    lo, hi = np.maximum(lo - 1, 0), np.minimum(hi + 1, structure.grid.shape)
+    crop = structure.grid.crop(lo, hi)
+    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    return SurfaceDistance(crop, boundary_centres(structure.mask[sl], crop, inside_of))
 
 
 def sphere_mask(grid: Grid, center_lps_mm: ArrayLike, radius_mm: float) -> NDArray[np.bool_]:
