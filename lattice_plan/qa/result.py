@@ -17,13 +17,12 @@ import csv
 import enum
 import io
 import json
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lattice_plan.files import atomic_output_path
+from lattice_plan.files import atomic_output_path, json_safe
 from lattice_plan.qa.protocol_model import Outcome
 
 CSV_COLUMNS: tuple[str, ...] = (
@@ -126,11 +125,7 @@ class CheckResult:
 
     def to_json(self) -> str:
         """The result as JSON (NaN written as null)."""
-        data = self.to_dict()
-        for row in data["rows"]:
-            if row["value"] is not None and not math.isfinite(row["value"]):
-                row["value"] = None
-        return json.dumps(data, indent=2) + "\n"
+        return json.dumps(json_safe(self.to_dict()), indent=2) + "\n"
 
     def to_csv(self) -> str:
         """The result table as CSV, one row per constraint (columns: :data:`CSV_COLUMNS`)."""
