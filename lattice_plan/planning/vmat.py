@@ -216,7 +216,6 @@ def build_vmat_plan(
         fb.layout,
         dose_scale_gy=rx.total_dose_gy,
         n_fractions=n_fx,
-        n_beamlets=op.n_beamlets,
         mu_iterations=aperture_iterations,
         leaf_rounds=leaf_rounds,
         leaf_iterations=leaf_iterations,
