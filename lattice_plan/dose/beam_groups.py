@@ -134,11 +134,11 @@ def summed_dose(
     n_done, n_all = 0, sum(len(g) for g in by_rays.values())
     for group in by_rays.values():
         first = engine.voxel_geometry(group[0], store=False)
-        geoms: dict[float, PointGeometry] = {round(group[0].collimator_deg, 6): first}
+        geoms: dict[tuple, PointGeometry] = {geometry_key(group[0]): first}
         for b in group:
             if progress is not None:
                 progress(n_done, n_all)
-            key = round(b.collimator_deg, 6)
+            key = geometry_key(b)
             if key not in geoms:
                 geoms[key] = engine.rotated_geometry(first, b)
             add_beam_dose(b, geoms[key], sel, acc, engine.model)
