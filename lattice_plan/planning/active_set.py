@@ -68,18 +68,18 @@ class ActiveSet:
     def n_voxels(self) -> int:
         return int(self.rows.size)
 
-    def lacks(self, other: ActiveSet) -> bool:
-        """True when ``other`` keeps some voxel of some term that this set leaves out."""
+    def lacks(self, keep: Sequence[NDArray[np.int64]]) -> bool:
+        """True when ``keep`` (per term, as :attr:`keep`) has some voxel that this set leaves out."""
         return any(
             np.setdiff1d(b, a, assume_unique=True).size > 0
-            for a, b in zip(self.keep, other.keep, strict=True)
+            for a, b in zip(self.keep, keep, strict=True)
         )
 
 
-def select_active(
+def _kept_voxels(
     terms: Sequence[ObjectiveTerm], dose_gy: NDArray[np.float64], margin_gy: float
-) -> ActiveSet:
-    """The active set for ``dose_gy`` (Gy at every voxel of the full operator's output)."""
+) -> list[NDArray[np.int64]]:
+    """Per term, the indices into its voxels that the active set for ``dose_gy`` keeps."""
     keep: list[NDArray[np.int64]] = []
     for t in terms:
         d = dose_gy[t.voxels]
@@ -92,6 +92,14 @@ def select_active(
             keep.append(np.arange(t.voxels.size, dtype=np.int64))
     if not any(k.size for k in keep):  # every term far under its ceiling: keep them all
         keep = [np.arange(t.voxels.size, dtype=np.int64) for t in terms]
+    return keep
+
+
+def select_active(
+    terms: Sequence[ObjectiveTerm], dose_gy: NDArray[np.float64], margin_gy: float
+) -> ActiveSet:
+    """The active set for ``dose_gy`` (Gy at every voxel of the full operator's output)."""
+    keep = _kept_voxels(terms, dose_gy, margin_gy)
     rows = np.unique(np.concatenate([t.voxels[k] for t, k in zip(terms, keep, strict=True)]))
     restricted = []
     for t, k in zip(terms, keep, strict=True):
@@ -154,7 +162,7 @@ class ActiveProblem:
 
     def renew(self, dose_gy: NDArray[np.float64]) -> bool:
         """Take a new active set if some left-out voxel came within half the margin (dose at all voxels)."""
-        if not self.active.lacks(select_active(self.full.terms, dose_gy, self.margin_gy / 2)):
+        if not self.active.lacks(_kept_voxels(self.full.terms, dose_gy, self.margin_gy / 2)):
             return False
         self._done += self.problem.evaluations
         self._use(select_active(self.full.terms, dose_gy, self.margin_gy))

@@ -199,7 +199,6 @@ def refine_apertures(
     *,
     dose_scale_gy: float,
     n_fractions: int,
-    n_beamlets: int,
     mu_iterations: int = 40,
     leaf_rounds: int = 1,
     leaf_iterations: int = 30,
@@ -216,7 +215,7 @@ def refine_apertures(
     leaf_steps: list[LeafResult] = []
 
     def fit_mu(aps: list[ArcApertures]) -> tuple[list[ArcApertures], NDArray[np.float64]]:
-        F = interval_fluence_matrix(aps, sector_beams, machine, offsets, n_beamlets)
+        F = interval_fluence_matrix(aps, sector_beams, machine, offsets, operator.n_beamlets)
         mu0 = np.concatenate([ap.interval_mu for ap in aps]) * n_fractions
         lower = np.concatenate([interval_mu_lower_bounds(ap, machine) for ap in aps]) * n_fractions
         res = optimise_interval_mu(

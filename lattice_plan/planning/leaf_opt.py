@@ -172,19 +172,20 @@ class _LeafModel:
         self.arcs = list(arcs)
         self.sectors = _sectors(arcs, sector_beams, offsets, machine)
         self.half = machine.dosimetric_leaf_gap_mm / 2
-        self.open_scale = 1.0 - machine.leaf_transmission
-        self.mu = [np.asarray(m, dtype=float) for m in mu_course]
+        open_scale = 1.0 - machine.leaf_transmission
+        mu = [np.asarray(m, dtype=float) for m in mu_course]
+        # open-fluence MU of each sector's intervals (the MU are held while the tips move)
+        self.open_mu = [mu[sec.arc][sec.intervals] * open_scale for sec in self.sectors]
         self.n = len(base_weights)
         x0 = [(ap.x1, ap.x2) for ap in self.arcs]
         self.base = base_weights - self.open_weights(x0)
 
     def open_weights(self, tips: Sequence[tuple[NDArray, NDArray]]) -> NDArray:
         w = np.zeros(self.n)
-        for sec in self.sectors:
+        for sec, m in zip(self.sectors, self.open_mu, strict=True):
             x1, x2 = tips[sec.arc]
             ap = self.arcs[sec.arc]
             frac, _, _ = _open_fraction(sec, x1 - self.half, x2 + self.half, ap.jaws, False)
-            m = self.mu[sec.arc][sec.intervals] * self.open_scale
             maps = np.einsum("i,ipc,pr->rc", m, frac, sec.rows_of_pair)
             w[sec.offset : sec.offset + maps.size] += maps.ravel()
         return w
@@ -196,13 +197,12 @@ class _LeafModel:
         self, tips: Sequence[tuple[NDArray, NDArray]], g_beamlets: NDArray
     ) -> list[tuple[NDArray, NDArray]]:
         grads = [(np.zeros_like(x1), np.zeros_like(x2)) for x1, x2 in tips]
-        for sec in self.sectors:
+        for sec, scale in zip(self.sectors, self.open_mu, strict=True):
             x1, x2 = tips[sec.arc]
             ap = self.arcs[sec.arc]
             _, d1, d2 = _open_fraction(sec, x1 - self.half, x2 + self.half, ap.jaws, True)
             g_map = g_beamlets[sec.offset : sec.offset + sec.shape[0] * sec.shape[1]]
             g_open = sec.rows_of_pair @ g_map.reshape(sec.shape) / sec.beamlet_mm
-            scale = self.mu[sec.arc][sec.intervals] * self.open_scale
             n_cp = len(x1)
             g1, g2 = grads[sec.arc]
             g1[:, sec.pairs] += _chain(d1, g_open, n_cp, sec.intervals, scale)  # type: ignore[arg-type]

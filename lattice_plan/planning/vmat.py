@@ -65,7 +65,8 @@ def vmat_objectives(objectives: Sequence[Objective]) -> tuple[Objective, ...]:
 
     Delivering the sector maps as arcs raises the valley dose over the maps' own
     (ideal) dose by about 5 % (leaf transmission over some 9000 MU, the sweeps
-    sampled at 15 control points per sector); aiming the valley lower in the
+    sampled at 15 control points per sector; measured on the demo phantom by
+    ``benchmarks/bench_vmat.py``, README "VMAT arcs"); aiming the valley lower in the
     maps and in the aperture optimisation lets the deliverable plan keep the
     9-beam plan's peak-to-valley ratio. The 9-beam plan is not changed.
     """
@@ -216,7 +217,6 @@ def build_vmat_plan(
         fb.layout,
         dose_scale_gy=rx.total_dose_gy,
         n_fractions=n_fx,
-        n_beamlets=op.n_beamlets,
         mu_iterations=aperture_iterations,
         leaf_rounds=leaf_rounds,
         leaf_iterations=leaf_iterations,
