@@ -64,36 +64,25 @@ def merge_beams(beams: Sequence[Beam]) -> Beam:
         raise DoseError("merge_beams needs at least one beam")
     if len(beams) == 1:
         return beams[0]
-    first = beams[0]
-    if (
-        not all(_mergeable(b) for b in beams)
-        or len(
-            {(geometry_key(b), b.energy, _lattice(b.fluence)) for b in beams}  # type: ignore[arg-type]
-        )
-        != 1
-    ):
+    if not all(_mergeable(b) for b in beams) or len({_merge_key(b) for b in beams}) != 1:
         raise DoseError(
-            "merge_beams: the beams must share geometry, energy and fluence pixel lattice, "
-            "and carry delivered fluence maps"
+            "merge_beams: the beams must share geometry, energy, jaws and fluence pixel "
+            "lattice, and carry delivered fluence maps"
         )
-    h = first.fluence.beamlet_mm  # type: ignore[union-attr]
-    x0 = min(b.fluence.origin_bld_mm[0] for b in beams)  # type: ignore[union-attr]
-    y0 = min(b.fluence.origin_bld_mm[1] for b in beams)  # type: ignore[union-attr]
-    offsets = []
-    nx = ny = 0
-    for b in beams:
-        f = b.fluence
-        ix = round((f.origin_bld_mm[0] - x0) / h)  # type: ignore[union-attr]
-        iy = round((f.origin_bld_mm[1] - y0) / h)  # type: ignore[union-attr]
-        offsets.append((iy, ix))
-        ny = max(ny, iy + f.shape[0])  # type: ignore[union-attr]
-        nx = max(nx, ix + f.shape[1])  # type: ignore[union-attr]
+    first = beams[0]
+    maps: list[FluenceMap] = [b.fluence for b in beams]  # type: ignore[misc]
+    h = maps[0].beamlet_mm
+    x0 = min(f.origin_bld_mm[0] for f in maps)
+    y0 = min(f.origin_bld_mm[1] for f in maps)
+    offsets = [
+        (round((f.origin_bld_mm[1] - y0) / h), round((f.origin_bld_mm[0] - x0) / h)) for f in maps
+    ]
+    ny = max(iy + f.shape[0] for f, (iy, _) in zip(maps, offsets, strict=True))
+    nx = max(ix + f.shape[1] for f, (_, ix) in zip(maps, offsets, strict=True))
     total = np.zeros((ny, nx))
-    mu = 0.0
-    for b, (iy, ix) in zip(beams, offsets, strict=True):
-        f = b.fluence
-        total[iy : iy + f.shape[0], ix : ix + f.shape[1]] += b.mu * f.values  # type: ignore[union-attr]
-        mu += b.mu
+    for b, f, (iy, ix) in zip(beams, maps, offsets, strict=True):
+        total[iy : iy + f.shape[0], ix : ix + f.shape[1]] += b.mu * f.values
+    mu = sum(b.mu for b in beams)
     fmap = FluenceMap(total / mu, h, (x0, y0), delivered=True)
     return Beam(
         name=f"{first.name}+{len(beams) - 1}",
@@ -145,11 +134,11 @@ def summed_dose(
     n_done, n_all = 0, sum(len(g) for g in by_rays.values())
     for group in by_rays.values():
         first = engine.voxel_geometry(group[0], store=False)
-        geoms: dict[float, PointGeometry] = {round(group[0].collimator_deg, 6): first}
+        geoms: dict[tuple, PointGeometry] = {geometry_key(group[0]): first}
         for b in group:
             if progress is not None:
                 progress(n_done, n_all)
-            key = round(b.collimator_deg, 6)
+            key = geometry_key(b)
             if key not in geoms:
                 geoms[key] = engine.rotated_geometry(first, b)
             add_beam_dose(b, geoms[key], sel, acc, engine.model)

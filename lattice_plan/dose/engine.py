@@ -272,6 +272,25 @@ class DoseEngine:
         return FluenceOperator(self, beams, beamlet_mm)
 
     # ------------------------------------------------------------------ voxel subsets
+    def flat_indices(self, voxels: ArrayLike) -> NDArray[np.int64]:
+        """Flat dose-grid indices of ``voxels``: a boolean mask of the dose-grid shape or flat indices."""
+        vox = np.asarray(voxels)
+        if vox.dtype == np.bool_:
+            if vox.shape != self.dose_grid.shape:
+                raise DoseError(
+                    f"voxel mask has shape {vox.shape}; it must have the dose-grid shape "
+                    f"{self.dose_grid.shape}"
+                )
+            return np.flatnonzero(vox)
+        if not np.issubdtype(vox.dtype, np.integer) or vox.ndim != 1:
+            raise DoseError("voxels must be a boolean mask or a 1D array of flat indices")
+        flat = vox.astype(np.int64)
+        if len(flat) and (flat.min() < 0 or flat.max() >= self.dose_grid.n_voxels):
+            raise DoseError(
+                f"voxel indices must lie in 0..{self.dose_grid.n_voxels - 1} (flat dose-grid index)"
+            )
+        return flat
+
     def selection(
         self, voxels: ArrayLike | None
     ) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
@@ -286,22 +305,7 @@ class DoseEngine:
                 self._active_flat,
                 self.dose_grid.n_voxels,
             )
-        vox = np.asarray(voxels)
-        if vox.dtype == np.bool_:
-            if vox.shape != self.dose_grid.shape:
-                raise DoseError(
-                    f"voxel mask has shape {vox.shape}; it must have the dose-grid shape "
-                    f"{self.dose_grid.shape}"
-                )
-            flat = np.flatnonzero(vox)
-        else:
-            if not np.issubdtype(vox.dtype, np.integer) or vox.ndim != 1:
-                raise DoseError("voxels must be a boolean mask or a 1D array of flat indices")
-            flat = vox.astype(np.int64)
-            if len(flat) and (flat.min() < 0 or flat.max() >= self.dose_grid.n_voxels):
-                raise DoseError(
-                    f"voxel indices must lie in 0..{self.dose_grid.n_voxels - 1} (flat dose-grid index)"
-                )
+        flat = self.flat_indices(voxels)
         pos = self._pos_of_flat[flat]
         where = np.flatnonzero(pos >= 0)
         return np.ascontiguousarray(pos[where]), where, len(flat)

@@ -249,9 +249,8 @@ class VoxelOperator:
     def __init__(
         self, operator: FluenceOperator, voxels: ArrayLike, single_precision: bool = False
     ) -> None:
-        sel, where, n_out = operator.engine.selection(voxels)
-        vox = np.asarray(voxels)
-        self._flat = np.flatnonzero(vox) if vox.dtype == np.bool_ else vox.astype(np.int64)
+        self._flat = operator.engine.flat_indices(voxels)
+        sel, where, n_out = operator.engine.selection(self._flat)
         self.operator = operator
         self._where = where
         self._n_out = n_out

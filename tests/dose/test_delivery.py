@@ -14,9 +14,7 @@ from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.dose.machine import default_machine
 from lattice_plan.dose.model import BeamModel
 from lattice_plan.errors import DoseError
-from lattice_plan.geometry.grid import Grid
-from lattice_plan.geometry.structure import Structure
-from lattice_plan.geometry.volume import Volume
+from tests.dose.conftest import water_cube
 
 MACHINE = default_machine("varian-120")
 EDGES = MACHINE.mlc.leaf_edges_mm
@@ -25,12 +23,8 @@ CENTRES = MACHINE.mlc.centers_mm
 
 def _cube_engine(model=None):
     """A 12 cm water cube on a 5 mm grid (small: these tests compare doses, not depth curves)."""
-    half, h = 60.0, 5.0
-    n = round(2 * half / h) + 1
-    grid = Grid((n, n, n), (h, h, h), (-half, -half, -half))
-    body = Structure("Body", np.ones(grid.shape, dtype=bool), grid, "EXTERNAL")
-    ct = Volume(np.zeros(grid.shape, dtype=np.int16), grid, "HU")
-    return DoseEngine(ct, body, model=model, dose_spacing_mm=h)
+    ct, body = water_cube(60.0, 5.0)
+    return DoseEngine(ct, body, model=model, dose_spacing_mm=5.0)
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,7 @@ from lattice_plan.dose.engine import DoseEngine
 from lattice_plan.dose.fluence import delivered_map, row_beam_on_time
 from lattice_plan.dose.model import BeamModel
 from lattice_plan.errors import DoseError
-from lattice_plan.geometry.grid import Grid
-from lattice_plan.geometry.structure import Structure
-from lattice_plan.geometry.volume import Volume
+from tests.dose.conftest import water_cube
 
 BEAMLET_MM = 20.0
 JAWS = Jaws.symmetric(3 * BEAMLET_MM, BEAMLET_MM)
@@ -49,12 +47,7 @@ def test_delivered_map_adds_transmission_of_the_rest_of_the_row():
 @pytest.fixture(scope="module")
 def engines():
     """Engines with the shipped model and with its leaf transmission set to zero, on a water cube."""
-    half, h = 70.0, 2.5
-    n = round(2 * half / h) + 1
-    grid = Grid((n, n, n), (h, h, h), (-half, -half, -half))
-    hu = np.zeros(grid.shape, dtype=np.int16)
-    body = Structure("Body", np.ones(grid.shape, dtype=bool), grid, "EXTERNAL")
-    ct = Volume(hu, grid, "HU")
+    ct, body = water_cube(70.0, 2.5)
     model = BeamModel.load_default()
     no_leaf = replace(model, mlc_transmission=0.0)
     return DoseEngine(ct, body, model=model), DoseEngine(ct, body, model=no_leaf)
